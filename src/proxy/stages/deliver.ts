@@ -40,6 +40,9 @@ export function deliver(
       record.bytesIn += chunk.length;
       up.idle.touch();
     });
+    // Registered before pipeline's own listeners: when the upstream breaks mid-body, pipeline
+    // destroys the app's side and our close handler would otherwise blame the app.
+    up.response.once('error', (err) => fail(classifyUpstreamError(err, authority, 'response-body')));
     pipeline(up.response, res, (err) => {
       if (settled) return;
       if (!err) {
