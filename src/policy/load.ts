@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { contradictions, resolvePolicy, type EffectivePolicy } from './resolve.ts';
 import type { PolicySpec } from './schema.ts';
-import { parsePolicy, type Problem } from './validate.ts';
+import { locate, parsePolicy, type Problem } from './validate.ts';
 
 export const EMBEDDED_DEFAULT_PATH = fileURLToPath(new URL('./default-policy.yaml', import.meta.url));
 
@@ -17,7 +17,7 @@ export function loadPolicyText(text: string): LoadResult {
   const parsed = parsePolicy(text);
   if (!parsed.ok) return parsed;
   const policy = resolvePolicy([parsed.spec]);
-  return { ok: true, spec: parsed.spec, policy, warnings: [...parsed.warnings, ...contradictions(policy, parsed.spec)] };
+  return { ok: true, spec: parsed.spec, policy, warnings: locate(text, [...parsed.warnings, ...contradictions(policy, parsed.spec)]) };
 }
 
 export async function loadPolicyFile(path: string): Promise<LoadResult> {

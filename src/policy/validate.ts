@@ -70,6 +70,10 @@ class Checker {
     this.lines = lines;
   }
 
+  positionOf(path: Path): { line?: number; column?: number } {
+    return this.position(path, true);
+  }
+
   private position(path: Path, keyOnly: boolean): { line?: number; column?: number } {
     if (!this.doc) return {};
     let node: unknown = this.doc.contents;
@@ -294,6 +298,22 @@ function checkMatch(c: Checker, v: unknown, path: Path): HostMatch | undefined {
   return { host: lower.replace(/^\[(.*)\]$/, '$1'), port };
 }
 
+function parsePath(path: string): Path {
+  const out: Path = [];
+  for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) out.push(m[2] !== undefined ? Number(m[2]) : (m[1] ?? ''));
+  return out;
+}
+
+/** Adds line and column to problems found after validation (contradiction warnings), from the source text. */
+export function locate(text: string, problems: Problem[]): Problem[] {
+  const lines = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter: lines });
+  const doc = Array.isArray(docs) ? docs.find((d) => d.contents !== null) : undefined;
+  if (!doc) return problems;
+  const c = new Checker(doc, lines);
+  return problems.map((p) => (p.line !== undefined ? p : { ...p, ...c.positionOf(parsePath(p.path)) }));
+}
+
 /** Validates an already-parsed policy object; `c` carries positions when the source text is known. */
 function checkPolicy(c: Checker, root: unknown): PolicySpec | undefined {
   const top = c.mapping(root, [], TOP_FIELDS);
@@ -383,7 +403,7 @@ export function parsePolicy(text: string): ParseResult {
     return {
       ok: false,
       problems: doc.errors.map((e) => {
-        const pos = e.linePos?.[0];
+        const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
         return {
           severity: 'error' as const,
           path: '(yaml)',
