@@ -16,7 +16,9 @@ async function main(): Promise<void> {
     config = parsed.values;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`tether-sidecar: invalid configuration:\n${err.problems.map((p) => `  - ${p}`).join('\n')}\nRun with --help for the options.\n`);
+    process.stderr.write(
+      `tether-sidecar: invalid configuration:\n${err.problems.map((p) => `  - ${p}`).join('\n')}\nRun with --help for the options.\n`,
+    );
     process.exit(EXIT_USAGE);
   }
   let sidecar;
@@ -24,7 +26,9 @@ async function main(): Promise<void> {
     sidecar = await startSidecar(config);
   } catch (err) {
     if (!(err instanceof StartupError)) throw err;
-    process.stderr.write(`tether-sidecar: ${err.problems.map((p, i) => (i === 0 ? p : `  ${p}`)).join('\n')}\n`);
+    process.stderr.write(
+      `tether-sidecar: ${err.problems.map((p, i) => (i === 0 ? p : `  ${p}`)).join('\n')}\n`,
+    );
     process.exit(EXIT_USAGE);
   }
   const stop = (signal: string): void => {

@@ -26,7 +26,9 @@ const commands: Record<string, Command> = {
     return r.code;
   },
   version: async () => {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
     process.stdout.write(`tetherctl ${pkg.version}\n`);
     return 0;
   },

@@ -44,7 +44,9 @@ async function listen(server: Server, host: string, port: number, what: string):
   try {
     await once(server, 'listening');
   } catch (err) {
-    throw new StartupError([`cannot listen on ${host}:${port} for ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`]);
+    throw new StartupError([
+      `cannot listen on ${host}:${port} for ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    ]);
   }
   return server.address() as AddressInfo;
 }
@@ -55,12 +57,20 @@ export async function startSidecar(config: SidecarConfig, opts: SidecarOptions =
   const store = new PolicyStore();
   const policyPath = config.policyFile ?? EMBEDDED_DEFAULT_PATH;
   const source = new FilePolicySource(
-    { path: policyPath, pollMs: config.policyPollMs, label: config.policyFile ? `file:${policyPath}` : 'embedded-default' },
+    {
+      path: policyPath,
+      pollMs: config.policyPollMs,
+      label: config.policyFile ? `file:${policyPath}` : 'embedded-default',
+    },
     store,
     log.child({ component: 'policy' }),
   );
   const loaded = await source.start();
-  if (!loaded.ok) throw new StartupError([`policy ${policyPath} is invalid; the sidecar will not start on it:`, ...loaded.messages]);
+  if (!loaded.ok)
+    throw new StartupError([
+      `policy ${policyPath} is invalid; the sidecar will not start on it:`,
+      ...loaded.messages,
+    ]);
 
   const destinations = new Destinations(clock, { agentIdleMs: 4000, evictAfterMs: 10 * 60_000 });
   const observer = combineObservers(opts.observers ?? [], (err) => log.error({ err }, 'observer failed'));
@@ -82,15 +92,31 @@ export async function startSidecar(config: SidecarConfig, opts: SidecarOptions =
       policyLoaded: () => store.loaded,
       listenerBound: () => egress.listening,
       draining: () => draining,
-      openCriticalBreakers: () => [...destinations.all()].filter((d) => d.critical && d.breaker.state !== 'closed').map((d) => d.name),
+      openCriticalBreakers: () =>
+        [...destinations.all()].filter((d) => d.critical && d.breaker.state !== 'closed').map((d) => d.name),
     }),
     (err) => log.error({ err }, 'admin handler failed'),
   );
   try {
-    egressAddress = await listen(egress, config.listen.host, config.listen.port, 'the egress proxy (--listen)');
-    const adminAddress = await listen(admin, config.adminListen.host, config.adminListen.port, 'the admin server (--admin-listen)');
+    egressAddress = await listen(
+      egress,
+      config.listen.host,
+      config.listen.port,
+      'the egress proxy (--listen)',
+    );
+    const adminAddress = await listen(
+      admin,
+      config.adminListen.host,
+      config.adminListen.port,
+      'the admin server (--admin-listen)',
+    );
     log.info(
-      { egress: `${egressAddress.address}:${egressAddress.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, policy: store.status().source, version: store.status().version },
+      {
+        egress: `${egressAddress.address}:${egressAddress.port}`,
+        admin: `${adminAddress.address}:${adminAddress.port}`,
+        policy: store.status().source,
+        version: store.status().version,
+      },
       'tether-sidecar ready',
     );
     return {

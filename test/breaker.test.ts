@@ -61,7 +61,11 @@ describe('circuit breaker', () => {
       assert.ok(r.ms < 100, `fast fail took ${r.ms}ms`);
       assert.match((JSON.parse(r.body) as { message: string }).message, /circuitBreaker\.openFor/);
     }
-    assert.equal(flaky.hit('/status') + flaky.hit('/ok'), hitsWhenOpen, 'no request may reach the upstream while open');
+    assert.equal(
+      flaky.hit('/status') + flaky.hit('/ok'),
+      hitsWhenOpen,
+      'no request may reach the upstream while open',
+    );
   });
 
   test('half-opens after openFor, lets one probe through, and closes when it succeeds', async () => {
@@ -71,7 +75,9 @@ describe('circuit breaker', () => {
     // Two requests at once while half-open: exactly one is the probe.
     const [a, b] = await Promise.all([
       viaProxy(sc.egress.port, `http://${probe.authority}/slow-headers/200`),
-      new Promise((r) => setTimeout(r, 50)).then(() => viaProxy(sc.egress.port, `http://${probe.authority}/ok`)),
+      new Promise((r) => setTimeout(r, 50)).then(() =>
+        viaProxy(sc.egress.port, `http://${probe.authority}/ok`),
+      ),
     ]);
     assert.equal(a.status, 200, 'the probe reaches the upstream');
     assert.equal(b.status, 503, 'a second request while the probe is out fails fast');
@@ -90,7 +96,8 @@ describe('circuit breaker', () => {
   });
 
   test('4xx responses are not failures', async () => {
-    for (let i = 0; i < 12; i++) assert.equal((await viaProxy(sc.egress.port, `http://${clientErr.authority}/status/404`)).status, 404);
+    for (let i = 0; i < 12; i++)
+      assert.equal((await viaProxy(sc.egress.port, `http://${clientErr.authority}/status/404`)).status, 404);
     assert.equal((await viaProxy(sc.egress.port, `http://${clientErr.authority}/ok`)).status, 200);
   });
 
@@ -102,6 +109,10 @@ describe('circuit breaker', () => {
     assert.equal(third.headers['x-tether-error'], 'overloaded');
     assert.match((JSON.parse(third.body) as { message: string }).message, /maxConcurrent/);
     for (const r of await Promise.all(slow)) assert.equal(r.status, 200);
-    assert.equal((await viaProxy(sc.egress.port, `http://${busy.authority}/ok`)).status, 200, 'overload does not trip the breaker');
+    assert.equal(
+      (await viaProxy(sc.egress.port, `http://${busy.authority}/ok`)).status,
+      200,
+      'overload does not trip the breaker',
+    );
   });
 });

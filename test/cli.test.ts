@@ -15,18 +15,37 @@ const file = (name: string, text: string): string => {
   return p;
 };
 
-function run(bin: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(
+  bin: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--disable-warning=DEP0060', join(root, 'cmd', bin), ...args], { env: { ...process.env, ...env }, timeout: 15_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['--disable-warning=DEP0060', join(root, 'cmd', bin), ...args],
+      { env: { ...process.env, ...env }, timeout: 15_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
 const head = 'apiVersion: tether.io/v1alpha1\nkind: TrafficPolicy\nmetadata: { name: t }\n';
-const good = file('good.yaml', head + 'spec:\n  destinations:\n    - { name: api, match: { host: api.svc, port: 80 }, timeouts: { connect: 250ms } }\n');
-const bad = file('bad.yaml', head + 'spec:\n  defaults:\n    timeouts: { connect: 1s, responseHeader: 15s }\n');
-const contradictory = file('warn.yaml', head + 'spec:\n  defaults:\n    timeouts: { connect: 3s, responseHeaders: 1s }\n');
+const good = file(
+  'good.yaml',
+  head +
+    'spec:\n  destinations:\n    - { name: api, match: { host: api.svc, port: 80 }, timeouts: { connect: 250ms } }\n',
+);
+const bad = file(
+  'bad.yaml',
+  head + 'spec:\n  defaults:\n    timeouts: { connect: 1s, responseHeader: 15s }\n',
+);
+const contradictory = file(
+  'warn.yaml',
+  head + 'spec:\n  defaults:\n    timeouts: { connect: 3s, responseHeaders: 1s }\n',
+);
 const configMap = file(
   'cm.yaml',
   `apiVersion: v1
@@ -42,7 +61,15 @@ describe('tether-sidecar', () => {
   test('--help lists every flag with its env var', async () => {
     const r = await run('sidecar.ts', ['--help']);
     assert.equal(r.code, 0);
-    for (const f of ['--policy-file', 'TETHER_POLICY_FILE', '--listen', 'TETHER_LISTEN', '--admin-listen', 'TETHER_ADMIN_LISTEN']) assert.ok(r.stdout.includes(f), f);
+    for (const f of [
+      '--policy-file',
+      'TETHER_POLICY_FILE',
+      '--listen',
+      'TETHER_LISTEN',
+      '--admin-listen',
+      'TETHER_ADMIN_LISTEN',
+    ])
+      assert.ok(r.stdout.includes(f), f);
   });
 
   test('an unknown flag exits 64 with the reason', async () => {
@@ -59,13 +86,27 @@ describe('tether-sidecar', () => {
   });
 
   test('an invalid policy at start-up exits 64 with file, line and problem', async () => {
-    const r = await run('sidecar.ts', ['--policy-file', bad, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0']);
+    const r = await run('sidecar.ts', [
+      '--policy-file',
+      bad,
+      '--listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
+    ]);
     assert.equal(r.code, 64);
     assert.match(r.stderr, /bad\.yaml:6:\d+: error: spec\.defaults\.timeouts\.responseHeader: unknown field/);
   });
 
   test('an unreadable policy file exits 64', async () => {
-    const r = await run('sidecar.ts', ['--policy-file', join(dir, 'missing.yaml'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0']);
+    const r = await run('sidecar.ts', [
+      '--policy-file',
+      join(dir, 'missing.yaml'),
+      '--listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
+    ]);
     assert.equal(r.code, 64);
     assert.match(r.stderr, /cannot read .*missing\.yaml: ENOENT/);
   });
@@ -88,7 +129,10 @@ describe('tetherctl validate', () => {
   test('a contradictory file: warnings printed, exit 0', async () => {
     const r = await run('tetherctl.ts', ['validate', contradictory]);
     assert.equal(r.code, 0);
-    assert.match(r.stdout, /warn\.yaml:6:\d+: warning: spec\.defaults\.timeouts\.connect: connect \(3s\) is longer than responseHeaders \(1s\)/);
+    assert.match(
+      r.stdout,
+      /warn\.yaml:6:\d+: warning: spec\.defaults\.timeouts\.connect: connect \(3s\) is longer than responseHeaders \(1s\)/,
+    );
   });
 
   test('a ConfigMap manifest is validated through its policy.yaml key', async () => {

@@ -8,7 +8,13 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { RequestRecord } from '../src/proxy/observer.ts';
-import { closedPort, startBlackHole, startUpstream, type BlackHole, type Upstream } from './support/upstream.ts';
+import {
+  closedPort,
+  startBlackHole,
+  startUpstream,
+  type BlackHole,
+  type Upstream,
+} from './support/upstream.ts';
 import { eventually, POLICY_HEAD, startTestSidecar, viaProxy, type TestSidecar } from './support/sidecar.ts';
 
 const run = promisify(execFile);
@@ -86,11 +92,14 @@ describe('forwarding', () => {
 
   test('origin-form requests are routed by the Host header', async () => {
     const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: sc.egress.port, path: '/echo', headers: { host: `127.0.0.1:${up.port}` } }, (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      });
+      const req = request(
+        { host: '127.0.0.1', port: sc.egress.port, path: '/echo', headers: { host: `127.0.0.1:${up.port}` } },
+        (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -149,7 +158,9 @@ describe('forwarding', () => {
   test('plaintext HTTP inside CONNECT is served like a proxied request (retries, error words)', async () => {
     const s = await tunnel(sc.egress.port, `127.0.0.1:${up.port}`);
     const body = readAll(s);
-    s.write(`GET /seq/503,200?key=tunnel HTTP/1.1\r\nHost: 127.0.0.1:${up.port}\r\nConnection: close\r\n\r\n`);
+    s.write(
+      `GET /seq/503,200?key=tunnel HTTP/1.1\r\nHost: 127.0.0.1:${up.port}\r\nConnection: close\r\n\r\n`,
+    );
     const text = await body;
     assert.match(text, /^HTTP\/1\.1 200/);
     assert.match(text, /x-tether-attempts: 2/i);
@@ -159,12 +170,30 @@ describe('forwarding', () => {
     const script = `
       const r = await fetch(process.argv[1]);
       console.log(JSON.stringify({ status: r.status, error: r.headers.get('x-tether-error') }));`;
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script, `http://127.0.0.1:${up.port}/slow-headers/3000`], {
-      env: { ...process.env, NODE_USE_ENV_PROXY: '1', HTTP_PROXY: sc.proxy, http_proxy: sc.proxy, NO_PROXY: '' },
-      timeout: 10_000,
-    });
+    const { stdout } = await run(
+      process.execPath,
+      ['--input-type=module', '-e', script, `http://127.0.0.1:${up.port}/slow-headers/3000`],
+      {
+        env: {
+          ...process.env,
+          NODE_USE_ENV_PROXY: '1',
+          HTTP_PROXY: sc.proxy,
+          http_proxy: sc.proxy,
+          NO_PROXY: '',
+        },
+        timeout: 10_000,
+      },
+    );
     assert.deepEqual(JSON.parse(stdout), { status: 504, error: 'response_timeout' });
-    await eventually(() => records.some((r) => r.plan?.destination.path === '/slow-headers/3000' && r.plan.destination.via === 'connect-tunnel'), 2000, 'the tunnelled request to be recorded');
+    await eventually(
+      () =>
+        records.some(
+          (r) =>
+            r.plan?.destination.path === '/slow-headers/3000' && r.plan.destination.via === 'connect-tunnel',
+        ),
+      2000,
+      'the tunnelled request to be recorded',
+    );
   });
 
   test('a TLS (non-HTTP) tunnel is spliced opaquely, one request in telemetry', async () => {
@@ -175,7 +204,11 @@ describe('forwarding', () => {
     assert.deepEqual(back, hello);
     s.end();
     await once(s, 'close');
-    await eventually(() => records.some((r) => r.tunnel && r.status === 200 && r.bytesOut === hello.length), 2000, 'the tunnel to be recorded');
+    await eventually(
+      () => records.some((r) => r.tunnel && r.status === 200 && r.bytesOut === hello.length),
+      2000,
+      'the tunnel to be recorded',
+    );
   });
 
   test('an opaque tunnel to a black hole is closed after timeouts.connect and recorded as connect_timeout', async () => {
@@ -185,7 +218,11 @@ describe('forwarding', () => {
     await once(s, 'close');
     const ms = performance.now() - started;
     assert.ok(ms >= 250 && ms < 2000, `closed after ${ms}ms`);
-    await eventually(() => records.some((r) => r.tunnel && r.error === 'connect_timeout'), 2000, 'the tunnel failure to be recorded');
+    await eventually(
+      () => records.some((r) => r.tunnel && r.error === 'connect_timeout'),
+      2000,
+      'the tunnel failure to be recorded',
+    );
   });
 
   test('an opaque tunnel to a closed port is recorded as connection_refused', async () => {
@@ -193,7 +230,11 @@ describe('forwarding', () => {
     const s = await tunnel(sc.egress.port, `127.0.0.1:${port}`);
     s.write(Buffer.from([0x16, 0x03, 0x01]));
     await once(s, 'close');
-    await eventually(() => records.some((r) => r.tunnel && r.error === 'connection_refused'), 2000, 'the tunnel failure to be recorded');
+    await eventually(
+      () => records.some((r) => r.tunnel && r.error === 'connection_refused'),
+      2000,
+      'the tunnel failure to be recorded',
+    );
   });
 
   test('an app that goes away mid-response leaves no upstream socket open', async () => {
@@ -201,7 +242,12 @@ describe('forwarding', () => {
     try {
       for (let i = 0; i < 5; i++) {
         await new Promise<void>((resolve, reject) => {
-          const req = request({ host: '127.0.0.1', port: sc.egress.port, path: `http://127.0.0.1:${leak.port}/sse/100/50`, agent: false });
+          const req = request({
+            host: '127.0.0.1',
+            port: sc.egress.port,
+            path: `http://127.0.0.1:${leak.port}/sse/100/50`,
+            agent: false,
+          });
           req.on('response', (res) => {
             res.once('data', () => {
               req.destroy();
@@ -212,8 +258,16 @@ describe('forwarding', () => {
           req.end();
         });
       }
-      await eventually(() => leak.openSockets() === 0, 3000, `upstream sockets to close (open: ${leak.openSockets()})`);
-      await eventually(() => records.filter((r) => r.error === 'client_closed').length >= 5, 2000, 'client_closed to be recorded');
+      await eventually(
+        () => leak.openSockets() === 0,
+        3000,
+        `upstream sockets to close (open: ${leak.openSockets()})`,
+      );
+      await eventually(
+        () => records.filter((r) => r.error === 'client_closed').length >= 5,
+        2000,
+        'client_closed to be recorded',
+      );
     } finally {
       await leak.close();
     }

@@ -43,15 +43,26 @@ describe('policy file reload', () => {
 
   test('a broken edit is rejected and the last good policy stays in force', async () => {
     const good = sc.store.status().version;
-    sc.writePolicy(POLICY_HEAD + 'spec:\n  destinations:\n    - name: svc\n      match: { host: 127.0.0.1 }\n      timeouts: { responseHeaders: soon }\n');
+    sc.writePolicy(
+      POLICY_HEAD +
+        'spec:\n  destinations:\n    - name: svc\n      match: { host: 127.0.0.1 }\n      timeouts: { responseHeaders: soon }\n',
+    );
     await eventually(() => sc.store.status().lastError !== null, 2000, 'the broken edit to be rejected');
     const err = sc.store.status().lastError;
     assert.match(err?.problems[0]?.message ?? '', /"soon" is not a duration/);
     assert.equal(sc.store.status().version, good);
     const r = await viaProxy(sc.egress.port, `http://${up.authority}/slow-headers/1000`);
-    assert.equal(r.headers['x-tether-error'], 'response_timeout', 'the 300ms timeout from the last good policy still holds');
+    assert.equal(
+      r.headers['x-tether-error'],
+      'response_timeout',
+      'the 300ms timeout from the last good policy still holds',
+    );
     sc.writePolicy(policy('5s'));
-    await eventually(() => sc.store.status().lastError === null && sc.store.status().version !== good, 2000, 'the fix to apply');
+    await eventually(
+      () => sc.store.status().lastError === null && sc.store.status().version !== good,
+      2000,
+      'the fix to apply',
+    );
     assert.equal((await viaProxy(sc.egress.port, `http://${up.authority}/slow-headers/1000`)).status, 200);
   });
 });

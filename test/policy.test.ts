@@ -27,7 +27,8 @@ describe('durations', () => {
   test('refuses bare numbers, unknown units and negatives with a hint', () => {
     const bare = parseDuration('250');
     assert.ok(typeof bare === 'object' && /add a unit: "250ms"/.test(bare.error));
-    for (const bad of ['5 seconds', '-1s', '1d', '', 'fast']) assert.equal(typeof parseDuration(bad), 'object', bad);
+    for (const bad of ['5 seconds', '-1s', '1d', '', 'fast'])
+      assert.equal(typeof parseDuration(bad), 'object', bad);
     assert.equal(typeof parseDuration(5), 'object');
   });
 });
@@ -70,7 +71,10 @@ describe('validation', () => {
   test('unknown fields are errors with position and a suggestion', () => {
     const msgs = problems(head + 'spec:\n  defaults:\n    timeouts: { conect: 1s }\n');
     assert.equal(msgs.length, 1);
-    assert.match(msgs[0] ?? '', /^6:17 spec\.defaults\.timeouts\.conect: unknown field "conect" \(did you mean "connect"\?\)/);
+    assert.match(
+      msgs[0] ?? '',
+      /^6:17 spec\.defaults\.timeouts\.conect: unknown field "conect" \(did you mean "connect"\?\)/,
+    );
   });
 
   test('every problem is reported at once, not just the first', () => {
@@ -87,15 +91,29 @@ describe('validation', () => {
 `,
     );
     const text = msgs.join('\n');
-    for (const want of ['spec.outbound', 'destinations[0].name', 'match.port', 'retries.attempts', 'retries.on[0]', 'failureRatio', 'destinations[1].name']) {
+    for (const want of [
+      'spec.outbound',
+      'destinations[0].name',
+      'match.port',
+      'retries.attempts',
+      'retries.on[0]',
+      'failureRatio',
+      'destinations[1].name',
+    ]) {
       assert.ok(text.includes(want), `missing a problem about ${want} in:\n${text}`);
     }
   });
 
   test('wrong apiVersion or kind, YAML syntax errors and several documents are rejected clearly', () => {
-    assert.match(problems('apiVersion: v1\nkind: TrafficPolicy\nspec: {}\n').join(), /apiVersion: must be "tether\.io\/v1alpha1"/);
+    assert.match(
+      problems('apiVersion: v1\nkind: TrafficPolicy\nspec: {}\n').join(),
+      /apiVersion: must be "tether\.io\/v1alpha1"/,
+    );
     assert.match(problems(head + 'spec:\n  defaults: [\n').join(), /^\d+:\d+ \(yaml\)/);
-    assert.match(problems(head + 'spec: {}\n---\n' + head + 'spec: {}\n').join(), /exactly one YAML document, found 2/);
+    assert.match(
+      problems(head + 'spec: {}\n---\n' + head + 'spec: {}\n').join(),
+      /exactly one YAML document, found 2/,
+    );
     assert.match(problems('').join(), /exactly one YAML document|empty/);
   });
 
@@ -136,11 +154,16 @@ describe('validation', () => {
   });
 
   test('"0s" turns an optional layer off; connect may not be 0', () => {
-    const r = loadPolicyText(head + 'spec:\n  defaults:\n    timeouts: { idle: 0s, total: 0s, responseHeaders: 0s }\n');
+    const r = loadPolicyText(
+      head + 'spec:\n  defaults:\n    timeouts: { idle: 0s, total: 0s, responseHeaders: 0s }\n',
+    );
     assert.ok(r.ok);
     assert.equal(r.policy.defaults.timeouts.idleMs, null);
     assert.equal(r.policy.defaults.timeouts.totalMs, null);
-    assert.match(problems(head + 'spec:\n  defaults:\n    timeouts: { connect: 0s }\n').join(), /longer than 0s/);
+    assert.match(
+      problems(head + 'spec:\n  defaults:\n    timeouts: { connect: 0s }\n').join(),
+      /longer than 0s/,
+    );
   });
 });
 

@@ -8,10 +8,22 @@ import { ManualClock, sleep } from '../src/resilience/clock.ts';
 
 describe('full-jitter backoff', () => {
   test('stays within [0, min(max, base·2^(n-1))]', () => {
-    assert.equal(fullJitterBackoff(1, 25, 250, () => 0.999), 24);
-    assert.equal(fullJitterBackoff(3, 25, 250, () => 0.999), 99);
-    assert.equal(fullJitterBackoff(10, 25, 250, () => 0.999), 249);
-    assert.equal(fullJitterBackoff(4, 25, 250, () => 0), 0);
+    assert.equal(
+      fullJitterBackoff(1, 25, 250, () => 0.999),
+      24,
+    );
+    assert.equal(
+      fullJitterBackoff(3, 25, 250, () => 0.999),
+      99,
+    );
+    assert.equal(
+      fullJitterBackoff(10, 25, 250, () => 0.999),
+      249,
+    );
+    assert.equal(
+      fullJitterBackoff(4, 25, 250, () => 0),
+      0,
+    );
     for (let i = 0; i < 1000; i++) {
       const d = fullJitterBackoff(1 + (i % 8), 25, 250);
       assert.ok(d >= 0 && d < 250);

@@ -78,14 +78,20 @@ describe('retries', () => {
 
   test('a POST that reached the upstream is not retried on 503', async () => {
     const before = up.hit('/seq/503,200');
-    const r = await viaProxy(sc.egress.port, `http://127.0.0.1:${up.port}/seq/503,200?key=${key()}`, { method: 'POST', body: 'pay 10' });
+    const r = await viaProxy(sc.egress.port, `http://127.0.0.1:${up.port}/seq/503,200?key=${key()}`, {
+      method: 'POST',
+      body: 'pay 10',
+    });
     assert.equal(r.status, 503);
     assert.equal(up.hit('/seq/503,200') - before, 1, 'the upstream must see the POST exactly once');
   });
 
   test('unsafeMethods: true retries a POST and replays its body byte for byte', async () => {
     const k = key();
-    const r = await viaProxy(sc.egress.port, `http://localhost:${up.port}/seq/503,200?key=${k}`, { method: 'POST', body: 'order=42&qty=3' });
+    const r = await viaProxy(sc.egress.port, `http://localhost:${up.port}/seq/503,200?key=${k}`, {
+      method: 'POST',
+      body: 'order=42&qty=3',
+    });
     assert.equal(r.status, 200);
     assert.equal(r.headers['x-tether-attempts'], '2');
     const bodies = up.bodies.get('/seq/503,200') ?? [];
@@ -95,7 +101,10 @@ describe('retries', () => {
   test('a body larger than maxBodyBytes is sent once and never retried', async () => {
     const before = up.hit('/seq/503,200');
     const big = 'x'.repeat(70_000);
-    const r = await viaProxy(sc.egress.port, `http://localhost:${up.port}/seq/503,200?key=${key()}`, { method: 'PUT', body: big });
+    const r = await viaProxy(sc.egress.port, `http://localhost:${up.port}/seq/503,200?key=${key()}`, {
+      method: 'PUT',
+      body: big,
+    });
     assert.equal(r.status, 503);
     assert.equal(up.hit('/seq/503,200') - before, 1);
     assert.equal(up.bodies.get('/seq/503,200')?.at(-1)?.length, 70_000);

@@ -30,7 +30,9 @@ if (!skipInfra) {
   }
 }
 
-const files = (only.length > 0 ? only : [...findTests(join(root, 'test')), ...findTests(join(root, 'e2e'))]).map((f) => relative(root, f));
+const files = (
+  only.length > 0 ? only : [...findTests(join(root, 'test')), ...findTests(join(root, 'e2e'))]
+).map((f) => relative(root, f));
 const r = spawnSync(
   process.execPath,
   ['--disable-warning=DEP0060', '--test', '--test-concurrency=2', '--test-timeout=300000', ...files],

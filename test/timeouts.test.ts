@@ -3,7 +3,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { RequestRecord } from '../src/proxy/observer.ts';
-import { closedPort, startBlackHole, startUpstream, type BlackHole, type Upstream } from './support/upstream.ts';
+import {
+  closedPort,
+  startBlackHole,
+  startUpstream,
+  type BlackHole,
+  type Upstream,
+} from './support/upstream.ts';
 import { eventually, POLICY_HEAD, startTestSidecar, viaProxy, type TestSidecar } from './support/sidecar.ts';
 
 describe('layered timeouts', () => {
@@ -64,7 +70,11 @@ describe('layered timeouts', () => {
     const r = await viaProxy(sc.egress.port, `http://${up.authority}/reset-mid`);
     assert.equal(r.status, 200);
     assert.ok(r.aborted, 'the app must see a truncated stream, not a clean end');
-    await eventually(() => records.some((x) => x.plan?.destination.path === '/reset-mid'), 2000, 'the request to end');
+    await eventually(
+      () => records.some((x) => x.plan?.destination.path === '/reset-mid'),
+      2000,
+      'the request to end',
+    );
     const rec = records.find((x) => x.plan?.destination.path === '/reset-mid');
     assert.equal(rec?.error, 'connection_reset', rec?.errorMessage);
   });
@@ -82,7 +92,11 @@ describe('layered timeouts', () => {
     assert.ok(r.aborted, 'stream must be aborted');
     assert.equal(r.body.length, 100);
     assert.ok(r.ms >= 450 && r.ms < 2000, `took ${r.ms}ms`);
-    await eventually(() => records.some((x) => x.plan?.destination.path === '/stall-after/100'), 2000, 'the request to end');
+    await eventually(
+      () => records.some((x) => x.plan?.destination.path === '/stall-after/100'),
+      2000,
+      'the request to end',
+    );
     const rec = records.find((x) => x.plan?.destination.path === '/stall-after/100');
     assert.equal(rec?.error, 'idle_timeout');
   });
@@ -111,19 +125,27 @@ describe('layered timeouts', () => {
   });
 
   test('x-tether-timeout-ms shortens the deadline and the remaining budget is sent upstream', async () => {
-    const r = await viaProxy(sc.egress.port, `http://localhost:${up.port}/slow-headers/3000`, { headers: { 'x-tether-timeout-ms': '200' } });
+    const r = await viaProxy(sc.egress.port, `http://localhost:${up.port}/slow-headers/3000`, {
+      headers: { 'x-tether-timeout-ms': '200' },
+    });
     assert.equal(r.status, 504);
     assert.equal(r.headers['x-tether-error'], 'deadline_exceeded');
     assert.ok(r.ms >= 150 && r.ms < 550, `took ${r.ms}ms`);
-    assert.match(JSON.parse(r.body).message as string, /x-tether-timeout-ms/);
-    const echo = await viaProxy(sc.egress.port, `http://localhost:${up.port}/echo`, { headers: { 'x-tether-timeout-ms': '5000' } });
-    const seen = Number((JSON.parse(echo.body) as { headers: Record<string, string> }).headers['x-tether-timeout-ms']);
+    assert.match((JSON.parse(r.body) as { message: string }).message, /x-tether-timeout-ms/);
+    const echo = await viaProxy(sc.egress.port, `http://localhost:${up.port}/echo`, {
+      headers: { 'x-tether-timeout-ms': '5000' },
+    });
+    const seen = Number(
+      (JSON.parse(echo.body) as { headers: Record<string, string> }).headers['x-tether-timeout-ms'],
+    );
     // The app asked for 5000ms but the policy's total (600ms) is shorter, so the policy wins.
     assert.ok(seen > 0 && seen <= 600, `upstream saw ${seen}`);
   });
 
   test('a malformed x-tether-timeout-ms is a 400 bad_request, not silently ignored', async () => {
-    const r = await viaProxy(sc.egress.port, `http://${up.authority}/ok`, { headers: { 'x-tether-timeout-ms': 'soon' } });
+    const r = await viaProxy(sc.egress.port, `http://${up.authority}/ok`, {
+      headers: { 'x-tether-timeout-ms': 'soon' },
+    });
     assert.equal(r.status, 400);
     assert.equal(r.headers['x-tether-error'], 'bad_request');
   });

@@ -16,7 +16,8 @@ export function readiness(s: HealthSources): { ready: boolean; reasons: string[]
   if (!s.policyLoaded()) reasons.push('no policy loaded yet');
   if (!s.listenerBound()) reasons.push('egress listener is not bound');
   if (s.draining()) reasons.push('draining: shutting down');
-  for (const d of s.openCriticalBreakers()) reasons.push(`circuit breaker open for critical destination ${d}`);
+  for (const d of s.openCriticalBreakers())
+    reasons.push(`circuit breaker open for critical destination ${d}`);
   return { ready: reasons.length === 0, reasons };
 }
 

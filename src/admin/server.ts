@@ -19,7 +19,11 @@ export function isLoopbackPeer(req: IncomingMessage): boolean {
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const payload = JSON.stringify(body, null, 2) + '\n';
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(payload),
+    'cache-control': 'no-store',
+  });
   res.end(payload);
 }
 
@@ -29,8 +33,13 @@ export function createAdminServer(routes: Route[], onError: (err: unknown) => vo
     const matches = routes.filter((r) => r.path === path);
     const route = matches.find((r) => r.method === req.method);
     if (!route) {
-      if (matches.length > 0) sendJson(res, 405, { error: `use ${matches.map((r) => r.method).join(' or ')} for ${path}` });
-      else sendJson(res, 404, { error: `no admin endpoint ${path}`, endpoints: routes.map((r) => `${r.method} ${r.path}`) });
+      if (matches.length > 0)
+        sendJson(res, 405, { error: `use ${matches.map((r) => r.method).join(' or ')} for ${path}` });
+      else
+        sendJson(res, 404, {
+          error: `no admin endpoint ${path}`,
+          endpoints: routes.map((r) => `${r.method} ${r.path}`),
+        });
       return;
     }
     if (route.loopbackOnly && !isLoopbackPeer(req)) {

@@ -29,19 +29,26 @@ export function policyTextsOf(text: string): { label: string; text: string }[] |
   );
   if (configMaps.length === 0) return [{ label: '', text }];
   if (configMaps.length !== objs.filter((o) => o !== null && o !== undefined).length) {
-    return { error: 'mixes ConfigMaps with other documents; validate TrafficPolicy files and ConfigMap manifests separately' };
+    return {
+      error:
+        'mixes ConfigMaps with other documents; validate TrafficPolicy files and ConfigMap manifests separately',
+    };
   }
   const out: { label: string; text: string }[] = [];
   for (const cm of configMaps) {
     const name = cm.metadata?.name ?? '(unnamed)';
     const policy = cm.data?.[POLICY_KEY];
-    if (typeof policy !== 'string') return { error: `ConfigMap ${name} has no data key "${POLICY_KEY}" holding the policy` };
+    if (typeof policy !== 'string')
+      return { error: `ConfigMap ${name} has no data key "${POLICY_KEY}" holding the policy` };
     out.push({ label: `ConfigMap ${name} data.${POLICY_KEY}`, text: policy });
   }
   return out;
 }
 
-export async function validateFiles(files: readonly string[], read: (f: string) => Promise<string> = (f) => readFile(f, 'utf8')): Promise<ValidateOutput> {
+export async function validateFiles(
+  files: readonly string[],
+  read: (f: string) => Promise<string> = (f) => readFile(f, 'utf8'),
+): Promise<ValidateOutput> {
   const out: string[] = [];
   let code = 0;
   for (const file of files) {
@@ -70,7 +77,9 @@ export async function validateFiles(files: readonly string[], read: (f: string) 
       }
       for (const w of r.warnings) out.push(formatProblem(w, where));
       const n = r.policy.destinations.length;
-      out.push(`${where}: valid TrafficPolicy "${r.spec.name}", ${n} destination${n === 1 ? '' : 's'}${r.warnings.length ? `, ${r.warnings.length} warning(s)` : ''}`);
+      out.push(
+        `${where}: valid TrafficPolicy "${r.spec.name}", ${n} destination${n === 1 ? '' : 's'}${r.warnings.length ? `, ${r.warnings.length} warning(s)` : ''}`,
+      );
     }
   }
   return { code, out };

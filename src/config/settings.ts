@@ -27,7 +27,10 @@ export class ConfigError extends Error {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnySetting = Setting<any>;
-export type Values<S extends Record<string, AnySetting>> = { readonly [K in keyof S]: S[K]['default'] | ReturnType<S[K]['parse']> extends infer V ? Exclude<V, { error: string }> : never };
+/** A setting's value is what its parser returns; it may be undefined only when its default is. */
+type ValueOf<T extends AnySetting> =
+  Exclude<ReturnType<T['parse']>, { error: string }> | (undefined extends T['default'] ? undefined : never);
+export type Values<S extends Record<string, AnySetting>> = { readonly [K in keyof S]: ValueOf<S[K]> };
 
 export interface Parsed<S extends Record<string, AnySetting>> {
   values: Values<S>;
@@ -47,7 +50,12 @@ export function parseSettings<S extends Record<string, AnySetting>>(
   for (const s of Object.values(settings)) options[s.flag] = { type: s.boolean ? 'boolean' : 'string' };
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: opts.positionals ?? false });
+    parsed = parseArgs({
+      args: [...argv],
+      options,
+      strict: true,
+      allowPositionals: opts.positionals ?? false,
+    });
   } catch (err) {
     throw new ConfigError([(err as Error).message.replace(/\. To specify a positional.*$/s, '.')]);
   }
@@ -66,7 +74,11 @@ export function parseSettings<S extends Record<string, AnySetting>>(
     } else values[key] = v;
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return { values: Object.freeze(values) as Values<S>, help: parsed.values.help === true, positionals: parsed.positionals };
+  return {
+    values: Object.freeze(values) as Values<S>,
+    help: parsed.values.help === true,
+    positionals: parsed.positionals,
+  };
 }
 
 export function helpText(usage: string, settings: Record<string, AnySetting>): string {
@@ -107,7 +119,9 @@ export function positiveMs(raw: string): number | { error: string } {
 
 export function oneOf<T extends string>(allowed: readonly T[]) {
   return (raw: string): T | { error: string } =>
-    (allowed as readonly string[]).includes(raw) ? (raw as T) : { error: `"${raw}" must be one of ${allowed.join(', ')}` };
+    (allowed as readonly string[]).includes(raw)
+      ? (raw as T)
+      : { error: `"${raw}" must be one of ${allowed.join(', ')}` };
 }
 
 export const text = (raw: string): string => raw;

@@ -1,7 +1,17 @@
 // The sidecar's settings: every flag, its environment variable, default and reason; the only reader of process.env for tether-sidecar.
 
-import { LOG_LEVELS, type LogLevel } from '../telemetry/log.ts';
-import { hostPort, isLoopback, oneOf, parseSettings, positiveMs, text, helpText, type HostPort, type Setting } from './settings.ts';
+import { LOG_LEVELS } from '../telemetry/log.ts';
+import {
+  hostPort,
+  isLoopback,
+  oneOf,
+  parseSettings,
+  positiveMs,
+  text,
+  helpText,
+  type HostPort,
+  type Setting,
+} from './settings.ts';
 
 export const SIDECAR_SETTINGS = {
   policyFile: {
@@ -14,27 +24,29 @@ export const SIDECAR_SETTINGS = {
   listen: {
     flag: 'listen',
     env: 'TETHER_LISTEN',
-    default: { host: '127.0.0.1', port: 15001 } as HostPort,
+    default: { host: '127.0.0.1', port: 15001 },
     help: 'egress proxy address; loopback only, so only processes in the pod can use it',
     parse: (raw: string): HostPort | { error: string } => {
       const hp = hostPort(raw);
       if ('error' in hp) return hp;
       return isLoopback(hp.host)
         ? hp
-        : { error: `${hp.host} is not a loopback address: the egress proxy must only be reachable from inside the pod` };
+        : {
+            error: `${hp.host} is not a loopback address: the egress proxy must only be reachable from inside the pod`,
+          };
     },
   },
   adminListen: {
     flag: 'admin-listen',
     env: 'TETHER_ADMIN_LISTEN',
-    default: { host: '0.0.0.0', port: 15020 } as HostPort,
+    default: { host: '0.0.0.0', port: 15020 },
     help: 'admin address for /livez, /readyz, /metrics (the kubelet probes it from outside the pod)',
     parse: hostPort,
   },
   logLevel: {
     flag: 'log-level',
     env: 'TETHER_LOG_LEVEL',
-    default: 'info' as LogLevel,
+    default: 'info',
     help: `log level: ${LOG_LEVELS.join(', ')}`,
     parse: oneOf(LOG_LEVELS),
   },
@@ -54,7 +66,10 @@ Usage: tether-sidecar [options]
 
 export type SidecarConfig = ReturnType<typeof loadSidecarConfig>['values'];
 
-export function loadSidecarConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env) {
+export function loadSidecarConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+) {
   return parseSettings(SIDECAR_SETTINGS, argv, env);
 }
 

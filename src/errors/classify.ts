@@ -8,7 +8,8 @@ const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_
 const UNREACHABLE_CODES = new Set(['EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN']);
 
 function codeOf(err: unknown): string | undefined {
-  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string') return err.code;
+  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string')
+    return err.code;
   return undefined;
 }
 
@@ -59,11 +60,15 @@ export function classifyUpstreamError(err: unknown, destination: string, phase: 
       { destination, phase, cause: err },
     );
   }
-  return new TetherError('internal_error', `unexpected error talking to ${destination}: ${detail} (${code})`, {
-    destination,
-    phase,
-    cause: err,
-  });
+  return new TetherError(
+    'internal_error',
+    `unexpected error talking to ${destination}: ${detail} (${code})`,
+    {
+      destination,
+      phase,
+      cause: err,
+    },
+  );
 }
 
 function phaseWords(phase: Phase): string {

@@ -17,7 +17,10 @@ export interface ErrorBody {
 export function asTetherError(err: unknown, destination?: string): TetherError {
   if (err instanceof TetherError) return err;
   const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
-  return new TetherError('internal_error', `internal error in tether: ${detail}`, { destination, cause: err });
+  return new TetherError('internal_error', `internal error in tether: ${detail}`, {
+    destination,
+    cause: err,
+  });
 }
 
 export function statusOf(word: ErrorWord): number {

@@ -5,7 +5,10 @@ export const ERROR_WORDS = {
   connect_timeout: { status: 504, meaning: 'TCP connect did not finish within timeouts.connect' },
   connection_refused: { status: 502, meaning: 'the upstream actively refused the connection' },
   dns_failure: { status: 502, meaning: 'the upstream host name did not resolve' },
-  connection_reset: { status: 502, meaning: 'the upstream closed or reset the connection before a full response' },
+  connection_reset: {
+    status: 502,
+    meaning: 'the upstream closed or reset the connection before a full response',
+  },
   protocol_error: { status: 502, meaning: 'the upstream sent something that is not valid HTTP/1.1' },
   response_timeout: { status: 504, meaning: 'no response headers within timeouts.responseHeaders (per try)' },
   idle_timeout: { status: 504, meaning: 'no bytes in either direction for timeouts.idle' },
@@ -13,7 +16,10 @@ export const ERROR_WORDS = {
   circuit_open: { status: 503, meaning: "the destination's circuit breaker is open: failing fast" },
   overloaded: { status: 503, meaning: 'circuitBreaker.maxConcurrent requests already in flight' },
   bad_request: { status: 400, meaning: 'the request names no usable destination' },
-  destination_not_allowed: { status: 403, meaning: 'spec.outbound is registryOnly and the policy does not name it' },
+  destination_not_allowed: {
+    status: 403,
+    meaning: 'spec.outbound is registryOnly and the policy does not name it',
+  },
   client_closed: { status: 499, meaning: 'the app went away before the response was complete (never sent)' },
   internal_error: { status: 500, meaning: 'a bug in Tether; the message says where' },
 } as const satisfies Record<string, { status: number; meaning: string }>;

@@ -12,7 +12,9 @@ export function parseDuration(input: unknown): number | { error: string } {
   const s = input.trim();
   if (!WHOLE.test(s)) {
     const hint = /^\d+(\.\d+)?$/.test(s) ? ` (add a unit: "${s}ms" or "${s}s")` : '';
-    return { error: `"${input}" is not a duration; use a number and a unit ms, s, m or h, e.g. "250ms", "1m30s"${hint}` };
+    return {
+      error: `"${input}" is not a duration; use a number and a unit ms, s, m or h, e.g. "250ms", "1m30s"${hint}`,
+    };
   }
   let total = 0;
   for (const m of s.matchAll(PART)) total += Number(m[1]) * (UNIT_MS[m[2] ?? ''] ?? 0);
@@ -34,5 +36,5 @@ export function describe(v: unknown): string {
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
   if (typeof v === 'string') return `the string "${v}"`;
-  return `${typeof v} ${String(v)}`;
+  return `${typeof v} ${String(JSON.stringify(v))}`;
 }

@@ -17,7 +17,12 @@ export function loadPolicyText(text: string): LoadResult {
   const parsed = parsePolicy(text);
   if (!parsed.ok) return parsed;
   const policy = resolvePolicy([parsed.spec]);
-  return { ok: true, spec: parsed.spec, policy, warnings: locate(text, [...parsed.warnings, ...contradictions(policy, parsed.spec)]) };
+  return {
+    ok: true,
+    spec: parsed.spec,
+    policy,
+    warnings: locate(text, [...parsed.warnings, ...contradictions(policy, parsed.spec)]),
+  };
 }
 
 export async function loadPolicyFile(path: string): Promise<LoadResult> {
@@ -26,7 +31,10 @@ export async function loadPolicyFile(path: string): Promise<LoadResult> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    return { ok: false, problems: [{ severity: 'error', path: '(file)', message: `cannot read ${path}: ${code}` }] };
+    return {
+      ok: false,
+      problems: [{ severity: 'error', path: '(file)', message: `cannot read ${path}: ${code}` }],
+    };
   }
   return loadPolicyText(text);
 }

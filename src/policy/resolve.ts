@@ -46,7 +46,10 @@ export function overlay(base: Settings, top: SettingsSpec | undefined): Settings
   };
 }
 
-function mergeSettingsSpecs(a: SettingsSpec | undefined, b: SettingsSpec | undefined): SettingsSpec | undefined {
+function mergeSettingsSpecs(
+  a: SettingsSpec | undefined,
+  b: SettingsSpec | undefined,
+): SettingsSpec | undefined {
   if (!a) return b;
   if (!b) return a;
   return {
@@ -80,7 +83,10 @@ export function mergeSpecs(specs: readonly PolicySpec[]): PolicySpec {
   // Two documents may name different destinations that match the same host: the later one wins.
   const byMatch = new Map<string, DestinationSpec>();
   for (const d of byName.values()) byMatch.set(`${d.match.host}:${d.match.port ?? '*'}`, d);
-  const merged: PolicySpec = { name: specs.map((s) => s.name).join('+'), destinations: [...byMatch.values()] };
+  const merged: PolicySpec = {
+    name: specs.map((s) => s.name).join('+'),
+    destinations: [...byMatch.values()],
+  };
   if (defaults) merged.defaults = defaults;
   if (outbound) merged.outbound = outbound;
   return merged;

@@ -49,7 +49,12 @@ export class PolicyStore extends EventEmitter<PolicyStoreEvents> {
     this.emit('rejected', this.failure);
   }
 
-  status(): { source: string; version: string | null; appliedAt: Date | null; lastError: ReloadFailure | null } {
+  status(): {
+    source: string;
+    version: string | null;
+    appliedAt: Date | null;
+    lastError: ReloadFailure | null;
+  } {
     return {
       source: this.src,
       version: this.matcher?.policy.version ?? null,

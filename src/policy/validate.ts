@@ -23,7 +23,8 @@ export interface Problem {
   column?: number;
 }
 
-export type ParseResult = { ok: true; spec: PolicySpec; warnings: Problem[] } | { ok: false; problems: Problem[] };
+export type ParseResult =
+  { ok: true; spec: PolicySpec; warnings: Problem[] } | { ok: false; problems: Problem[] };
 
 type Path = (string | number)[];
 
@@ -34,7 +35,9 @@ export function formatPath(path: Path): string {
 }
 
 export function formatProblem(p: Problem, source?: string): string {
-  const where = [source, p.line !== undefined ? `${p.line}:${p.column ?? 1}` : undefined].filter(Boolean).join(':');
+  const where = [source, p.line !== undefined ? `${p.line}:${p.column ?? 1}` : undefined]
+    .filter(Boolean)
+    .join(':');
   return `${where ? where + ': ' : ''}${p.severity}: ${p.path}: ${p.message}`;
 }
 
@@ -114,7 +117,11 @@ class Checker {
     const rec = v as Record<string, unknown>;
     for (const key of Object.keys(rec)) {
       if (!allowed.includes(key)) {
-        this.error([...path, key], `unknown field "${key}"${suggest(key, allowed)}; allowed: ${allowed.join(', ')}`, true);
+        this.error(
+          [...path, key],
+          `unknown field "${key}"${suggest(key, allowed)}; allowed: ${allowed.join(', ')}`,
+          true,
+        );
       }
     }
     return rec;
@@ -180,7 +187,14 @@ const SETTINGS_FIELDS = ['timeouts', 'retries', 'circuitBreaker'] as const;
 const DESTINATION_FIELDS = ['name', 'match', 'critical', ...SETTINGS_FIELDS] as const;
 const TIMEOUT_FIELDS = ['connect', 'responseHeaders', 'idle', 'total'] as const;
 const RETRY_FIELDS = ['attempts', 'on', 'backoff', 'budget', 'maxBodyBytes', 'unsafeMethods'] as const;
-const BREAKER_FIELDS = ['enabled', 'failureRatio', 'minimumRequests', 'window', 'openFor', 'maxConcurrent'] as const;
+const BREAKER_FIELDS = [
+  'enabled',
+  'failureRatio',
+  'minimumRequests',
+  'window',
+  'openFor',
+  'maxConcurrent',
+] as const;
 const OUTBOUND: readonly Outbound[] = ['allowAny', 'registryOnly'];
 const HOST_RE = /^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 const IPV6_RE = /^\[?[0-9a-f:.]+\]?$/;
@@ -300,7 +314,8 @@ function checkMatch(c: Checker, v: unknown, path: Path): HostMatch | undefined {
 
 function parsePath(path: string): Path {
   const out: Path = [];
-  for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) out.push(m[2] !== undefined ? Number(m[2]) : (m[1] ?? ''));
+  for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g))
+    out.push(m[2] !== undefined ? Number(m[2]) : (m[1] ?? ''));
   return out;
 }
 
@@ -334,7 +349,8 @@ function checkPolicy(c: Checker, root: unknown): PolicySpec | undefined {
   if (spec.outbound !== undefined) {
     if (typeof spec.outbound === 'string' && (OUTBOUND as readonly string[]).includes(spec.outbound)) {
       out.outbound = spec.outbound as Outbound;
-    } else c.error(['spec', 'outbound'], `must be one of ${OUTBOUND.join(', ')}, not ${describe(spec.outbound)}`);
+    } else
+      c.error(['spec', 'outbound'], `must be one of ${OUTBOUND.join(', ')}, not ${describe(spec.outbound)}`);
   }
   const defaults = c.mapping(spec.defaults, ['spec', 'defaults'], SETTINGS_FIELDS);
   if (defaults) out.defaults = checkSettings(c, defaults, ['spec', 'defaults']);
@@ -358,13 +374,15 @@ function checkPolicy(c: Checker, root: unknown): PolicySpec | undefined {
         const settings = checkSettings(c, raw, path);
         if (dname !== undefined) {
           const prev = names.get(dname);
-          if (prev !== undefined) c.error([...path, 'name'], `"${dname}" is already used by destinations[${prev}]`);
+          if (prev !== undefined)
+            c.error([...path, 'name'], `"${dname}" is already used by destinations[${prev}]`);
           names.set(dname, i);
         }
         if (match) {
           const key = `${match.host}:${match.port ?? '*'}`;
           const prev = matches.get(key);
-          if (prev !== undefined) c.error([...path, 'match'], `matches the same host and port as destinations[${prev}]`);
+          if (prev !== undefined)
+            c.error([...path, 'match'], `matches the same host and port as destinations[${prev}]`);
           matches.set(key, i);
         }
         if (dname === undefined || !match) return;

@@ -63,7 +63,11 @@ export class Destinations {
         name,
         critical,
         breaker: new Breaker(key, settings.circuitBreaker),
-        budget: new RetryBudget(settings.retries.budget.ratio, settings.retries.budget.minPerSecond, this.clock),
+        budget: new RetryBudget(
+          settings.retries.budget.ratio,
+          settings.retries.budget.minPerSecond,
+          this.clock,
+        ),
         agent: new Agent({ keepAlive: true, timeout: this.opts.agentIdleMs, scheduling: 'lifo' }),
         inFlight: 0,
         lastUsed: this.clock.now(),
@@ -80,7 +84,11 @@ export class Destinations {
       if (fp !== rt.resilienceFingerprint) {
         const old = rt.breaker;
         rt.breaker = new Breaker(key, settings.circuitBreaker);
-        rt.budget = new RetryBudget(settings.retries.budget.ratio, settings.retries.budget.minPerSecond, this.clock);
+        rt.budget = new RetryBudget(
+          settings.retries.budget.ratio,
+          settings.retries.budget.minPerSecond,
+          this.clock,
+        );
         rt.resilienceFingerprint = fp;
         this.hooks.breakerReplaced?.(rt, old);
         old.shutdown();

@@ -69,7 +69,12 @@ export function createEgressServer(deps: StackDeps, clock: Clock): Server {
       socket.destroy();
       return;
     }
-    const body = JSON.stringify({ error: 'bad_request', destination: null, message: `malformed HTTP request: ${err.code ?? err.message}`, attempts: 0 });
+    const body = JSON.stringify({
+      error: 'bad_request',
+      destination: null,
+      message: `malformed HTTP request: ${err.code ?? err.message}`,
+      attempts: 0,
+    });
     socket.end(
       `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nx-tether-error: bad_request\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );

@@ -34,7 +34,16 @@ export interface StackDeps {
 }
 
 function newRecord(method: string, clock: Clock, tunnel: boolean): RequestRecord {
-  return { method, startedAtWall: Date.now(), startedAt: clock.now(), attempts: 0, bytesIn: 0, bytesOut: 0, tunnel, slots: new Map() };
+  return {
+    method,
+    startedAtWall: Date.now(),
+    startedAt: clock.now(),
+    attempts: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    tunnel,
+    slots: new Map(),
+  };
 }
 
 /** Aborts with `client_closed` if the app goes away, and with `deadline_exceeded` when the plan's deadline passes. */
@@ -76,7 +85,10 @@ function isSelf(d: Destination, self: { host: string; port: number } | undefined
 
 function assertNotSelf(d: Destination, deps: StackDeps): void {
   if (isSelf(d, deps.self())) {
-    throw new TetherError('bad_request', `${d.authority} is Tether's own egress listener: the request would loop; is NO_PROXY missing localhost?`);
+    throw new TetherError(
+      'bad_request',
+      `${d.authority} is Tether's own egress listener: the request would loop; is NO_PROXY missing localhost?`,
+    );
   }
 }
 
@@ -85,12 +97,18 @@ function runtimeFor(plan: RequestPlan, deps: StackDeps): DestinationRuntime {
 }
 
 /** One HTTP request from the app: absolute-form, Host-routed, or inside a plaintext CONNECT tunnel. */
-export async function serveHttp(deps: StackDeps, req: IncomingMessage, res: ServerResponse, tunnel: string | undefined): Promise<void> {
+export async function serveHttp(
+  deps: StackDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  tunnel: string | undefined,
+): Promise<void> {
   const { clock, observer } = deps;
   const record = newRecord(req.method ?? 'GET', clock, false);
   const life = new Lifetime();
   const onClose = (): void => {
-    if (!res.writableFinished) life.clientGone(res.headersSent ? 'during the response' : 'before the response');
+    if (!res.writableFinished)
+      life.clientGone(res.headersSent ? 'during the response' : 'before the response');
   };
   res.on('close', onClose);
   observer.requestStarted(record);
@@ -103,11 +121,23 @@ export async function serveHttp(deps: StackDeps, req: IncomingMessage, res: Serv
     record.plan = plan;
     life.arm(plan, record, clock);
     observer.planned(record); // 3. span starts
-    prepareRequestHeaders(req.headers, destination.via === 'absolute-uri' ? hostHeader(destination) : (req.headers.host ?? hostHeader(destination)));
+    prepareRequestHeaders(
+      req.headers,
+      destination.via === 'absolute-uri'
+        ? hostHeader(destination)
+        : (req.headers.host ?? hostHeader(destination)),
+    );
     rt = runtimeFor(plan, deps);
     rt.inFlight++;
     const body = await readReplayableBody(req, plan.body, life.controller.signal);
-    const target = { host: destination.host, port: destination.port, authority: destination.authority, path: destination.path, agent: rt.agent, countSent: (n: number) => (record.bytesOut += n) };
+    const target = {
+      host: destination.host,
+      port: destination.port,
+      authority: destination.authority,
+      path: destination.path,
+      agent: rt.agent,
+      countSent: (n: number) => (record.bytesOut += n),
+    };
     const budget = rt.budget;
     upstream = await rt.breaker.run(
       // 4. breaker + concurrency cap, around 5. the retry loop of tries with timeouts
@@ -161,7 +191,12 @@ function rescue(res: ServerResponse, record: RequestRecord, err: unknown): void 
  * Tether already answered 200 to look at the first bytes, so failures can only close the tunnel;
  * their word still reaches the span, metric and log.
  */
-export async function serveOpaqueTunnel(deps: StackDeps, client: Socket, authority: string, firstBytes: Buffer): Promise<void> {
+export async function serveOpaqueTunnel(
+  deps: StackDeps,
+  client: Socket,
+  authority: string,
+  firstBytes: Buffer,
+): Promise<void> {
   const { clock, observer } = deps;
   const record = newRecord('CONNECT', clock, true);
   observer.requestStarted(record);
@@ -180,7 +215,15 @@ export async function serveOpaqueTunnel(deps: StackDeps, client: Socket, authori
     rt.inFlight++;
     record.attempts = 1;
     const upstream = await rt.breaker.run(
-      () => openTunnel(destination.host, destination.port, destination.authority, plan.perTry.connectMs, clock, life.controller.signal),
+      () =>
+        openTunnel(
+          destination.host,
+          destination.port,
+          destination.authority,
+          plan.perTry.connectMs,
+          clock,
+          life.controller.signal,
+        ),
       () => false,
     );
     client.off('close', onClientClose);
@@ -204,12 +247,20 @@ function parseTunnelTarget(authority: string): { host: string; port: number; aut
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(authority);
   const port = Number(m?.[3]);
   const host = (m?.[1] ?? m?.[2] ?? '').toLowerCase();
-  if (!m || !host || port < 1 || port > 65535) throw new TetherError('bad_request', `CONNECT target "${authority}" is not host:port`);
+  if (!m || !host || port < 1 || port > 65535)
+    throw new TetherError('bad_request', `CONNECT target "${authority}" is not host:port`);
   return { host, port, authority: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}` };
 }
 
 /** Pipes bytes both ways until either side ends; the idle timeout is the only bound on a healthy tunnel. */
-function splice(client: Socket, upstream: Socket, first: Buffer, record: RequestRecord, plan: RequestPlan, clock: Clock): Promise<void> {
+function splice(
+  client: Socket,
+  upstream: Socket,
+  first: Buffer,
+  record: RequestRecord,
+  plan: RequestPlan,
+  clock: Clock,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     let idle: Timer | undefined;
     const idleMs = plan.perTry.idleMs;
@@ -218,10 +269,14 @@ function splice(client: Socket, upstream: Socket, first: Buffer, record: Request
       if (idleMs === null) return;
       idle?.cancel();
       idle = clock.setTimeout(() => {
-        failed = new TetherError('idle_timeout', `no bytes through the tunnel to ${plan.destination.authority} for ${formatDuration(idleMs)} (timeouts.idle)`, {
-          destination: plan.destination.authority,
-          phase: 'response-body',
-        });
+        failed = new TetherError(
+          'idle_timeout',
+          `no bytes through the tunnel to ${plan.destination.authority} for ${formatDuration(idleMs)} (timeouts.idle)`,
+          {
+            destination: plan.destination.authority,
+            phase: 'response-body',
+          },
+        );
         client.destroy();
         upstream.destroy();
       }, idleMs);
@@ -240,7 +295,10 @@ function splice(client: Socket, upstream: Socket, first: Buffer, record: Request
       else resolve();
     };
     upstream.on('error', (err) => {
-      if (!failed) failed = asTetherError(err instanceof TetherError ? err : classifyReset(err, plan.destination.authority));
+      if (!failed)
+        failed = asTetherError(
+          err instanceof TetherError ? err : classifyReset(err, plan.destination.authority),
+        );
     });
     client.on('error', () => undefined);
     upstream.on('close', onClose);
@@ -264,9 +322,13 @@ function splice(client: Socket, upstream: Socket, first: Buffer, record: Request
 }
 
 function classifyReset(err: Error, authority: string): TetherError {
-  return new TetherError('connection_reset', `upstream ${authority} reset the tunnel (${(err as NodeJS.ErrnoException).code ?? err.message})`, {
-    destination: authority,
-    phase: 'response-body',
-    cause: err,
-  });
+  return new TetherError(
+    'connection_reset',
+    `upstream ${authority} reset the tunnel (${(err as NodeJS.ErrnoException).code ?? err.message})`,
+    {
+      destination: authority,
+      phase: 'response-body',
+      cause: err,
+    },
+  );
 }

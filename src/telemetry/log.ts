@@ -14,6 +14,9 @@ export function createLogger(level: LogLevel, name: string): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     // Authorization and cookies must never reach a log line, whatever a caller passes.
-    redact: { paths: ['headers.authorization', 'headers.cookie', 'headers["proxy-authorization"]'], remove: true },
+    redact: {
+      paths: ['headers.authorization', 'headers.cookie', 'headers["proxy-authorization"]'],
+      remove: true,
+    },
   });
 }

@@ -19,15 +19,32 @@ kind: TrafficPolicy
 metadata: { name: test }
 `;
 
-export async function startTestSidecar(policyYaml: string, extraArgs: string[] = [], opts: SidecarOptions = {}): Promise<TestSidecar> {
+export async function startTestSidecar(
+  policyYaml: string,
+  extraArgs: string[] = [],
+  opts: SidecarOptions = {},
+): Promise<TestSidecar> {
   const dir = mkdtempSync(join(tmpdir(), 'tether-test-'));
   const policyPath = join(dir, 'policy.yaml');
   writeFileSync(policyPath, policyYaml);
   const { values } = loadSidecarConfig(
-    ['--policy-file', policyPath, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policy-poll', '100ms', ...extraArgs],
+    [
+      '--policy-file',
+      policyPath,
+      '--listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
+      '--policy-poll',
+      '100ms',
+      ...extraArgs,
+    ],
     {},
   );
-  const sc = await startSidecar(values, { log: createLogger(process.env.TETHER_TEST_LOG === '1' ? 'debug' : 'silent', 'test'), ...opts });
+  const sc = await startSidecar(values, {
+    log: createLogger(process.env.TETHER_TEST_LOG === '1' ? 'debug' : 'silent', 'test'),
+    ...opts,
+  });
   return {
     ...sc,
     policyPath,
@@ -62,7 +79,12 @@ export function viaProxy(
       port: proxyPort,
       method: opts.method ?? 'GET',
       path: url,
-      headers: { ...opts.headers, ...(opts.body !== undefined && !opts.chunked ? { 'content-length': String(Buffer.byteLength(opts.body)) } : {}) },
+      headers: {
+        ...opts.headers,
+        ...(opts.body !== undefined && !opts.chunked
+          ? { 'content-length': String(Buffer.byteLength(opts.body)) }
+          : {}),
+      },
       agent: false,
     });
     req.on('error', reject);
@@ -70,7 +92,13 @@ export function viaProxy(
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       const done = (aborted?: string): void =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString(), ms: performance.now() - started, ...(aborted ? { aborted } : {}) });
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(chunks).toString(),
+          ms: performance.now() - started,
+          ...(aborted ? { aborted } : {}),
+        });
       res.on('end', () => done());
       res.on('error', (err) => done(err.message || 'aborted'));
     });
@@ -92,7 +120,11 @@ export async function adminGet(sc: Sidecar, path: string): Promise<{ status: num
 }
 
 /** Polls `check` until it returns true or `ms` passes; for state that changes asynchronously (policy reloads). */
-export async function eventually(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string,
+): Promise<void> {
   const end = performance.now() + ms;
   while (performance.now() < end) {
     if (await check()) return;

@@ -5,7 +5,11 @@ import { TetherError } from '../../errors/words.ts';
 import type { BodyPlan } from './decide.ts';
 
 /** Returns the buffered body, or undefined when the body is to be streamed from the app (or absent). */
-export function readReplayableBody(req: IncomingMessage, plan: BodyPlan, signal: AbortSignal): Promise<Buffer | undefined> {
+export function readReplayableBody(
+  req: IncomingMessage,
+  plan: BodyPlan,
+  signal: AbortSignal,
+): Promise<Buffer | undefined> {
   if (plan.kind === 'stream') return Promise.resolve(undefined);
   if (plan.kind === 'none') {
     req.resume(); // drain any zero-length body so 'end' fires and the app's socket can be reused
@@ -27,12 +31,23 @@ export function readReplayableBody(req: IncomingMessage, plan: BodyPlan, signal:
     const onEnd = (): void => {
       cleanup();
       if (size !== plan.bytes) {
-        reject(new TetherError('bad_request', `request body was ${size} bytes but content-length said ${plan.bytes}`));
+        reject(
+          new TetherError(
+            'bad_request',
+            `request body was ${size} bytes but content-length said ${plan.bytes}`,
+          ),
+        );
       } else resolve(Buffer.concat(chunks, size));
     };
     const onError = (err: Error): void => {
       cleanup();
-      reject(new TetherError('client_closed', `the app closed the connection while sending the request body (${err.message})`, { cause: err }));
+      reject(
+        new TetherError(
+          'client_closed',
+          `the app closed the connection while sending the request body (${err.message})`,
+          { cause: err },
+        ),
+      );
     };
     const onAbort = (): void => {
       cleanup();

@@ -52,7 +52,8 @@ function bodyPlan(headers: IncomingHttpHeaders, max: number): BodyPlan {
   if (te !== undefined) return { kind: 'stream', why: 'the body has no declared length (chunked)' };
   if (cl === undefined) return { kind: 'none' };
   const n = Number(cl);
-  if (!Number.isSafeInteger(n) || n < 0) throw new TetherError('bad_request', `content-length "${cl}" is not a byte count`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new TetherError('bad_request', `content-length "${cl}" is not a byte count`);
   if (n === 0) return { kind: 'none' };
   if (n > max) return { kind: 'stream', why: `the body (${n} bytes) exceeds retries.maxBodyBytes (${max})` };
   return { kind: 'buffer', bytes: n };

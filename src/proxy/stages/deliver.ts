@@ -54,7 +54,11 @@ export function deliver(
       }
       if (signal.aborted) return fail(signal.reason as TetherError);
       if (res.destroyed && !up.response.destroyed) {
-        return fail(new TetherError('client_closed', 'the app closed the connection during the response', { destination: authority }));
+        return fail(
+          new TetherError('client_closed', 'the app closed the connection during the response', {
+            destination: authority,
+          }),
+        );
       }
       fail(classifyUpstreamError(err, authority, 'response-body'));
     });

@@ -49,7 +49,9 @@ export function identify(req: IncomingMessage, tunnel: string | undefined): Dest
   }
   if (/^https?:\/\//i.test(url)) {
     if (/^https:/i.test(url)) {
-      throw bad(`absolute-form https:// requests cannot be proxied in plaintext; send CONNECT ${hostOf(url)}:443 (what HTTPS_PROXY clients do)`);
+      throw bad(
+        `absolute-form https:// requests cannot be proxied in plaintext; send CONNECT ${hostOf(url)}:443 (what HTTPS_PROXY clients do)`,
+      );
     }
     const rest = url.slice('http://'.length);
     const slash = rest.search(/[/?]/);
@@ -60,7 +62,10 @@ export function identify(req: IncomingMessage, tunnel: string | undefined): Dest
   }
   if (url.startsWith('/') || url === '*') {
     const hostHeader = req.headers.host;
-    if (!hostHeader) throw bad('request has neither an absolute URI nor a Host header: Tether cannot tell where it should go');
+    if (!hostHeader)
+      throw bad(
+        'request has neither an absolute URI nor a Host header: Tether cannot tell where it should go',
+      );
     const a = parseAuthority(hostHeader, 80);
     if (!a) throw bad(`Host header "${hostHeader}" is not host[:port]`);
     return make(a.host, a.port, url, 'host-header');

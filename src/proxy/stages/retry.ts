@@ -44,7 +44,14 @@ export interface RetryContext {
   res: ServerResponse;
   record: RequestRecord;
   plan: RetryPlan;
-  target: { host: string; port: number; authority: string; path: string; agent: Agent; countSent?: (n: number) => void };
+  target: {
+    host: string;
+    port: number;
+    authority: string;
+    path: string;
+    agent: Agent;
+    countSent?: (n: number) => void;
+  };
   limits: Parameters<Forwarder['send']>[3];
   body: Buffer | undefined;
   deadlineAt: number | null;
@@ -69,7 +76,13 @@ export async function retryLoop(c: RetryContext): Promise<UpstreamResponse> {
     c.observer.injectHeaders(c.record, t, headers);
     let outcome: Outcome;
     try {
-      outcome = await c.forwarder.send(c.req, c.res, { ...c.target, headers, body: c.body }, c.limits, c.signal);
+      outcome = await c.forwarder.send(
+        c.req,
+        c.res,
+        { ...c.target, headers, body: c.body },
+        c.limits,
+        c.signal,
+      );
       t.status = outcome.response.statusCode ?? 0;
     } catch (err) {
       outcome = asTetherError(err, c.target.authority);

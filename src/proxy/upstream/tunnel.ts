@@ -6,7 +6,14 @@ import { TetherError } from '../../errors/words.ts';
 import { formatDuration } from '../../policy/duration.ts';
 import type { Clock } from '../../resilience/clock.ts';
 
-export function openTunnel(host: string, port: number, authority: string, connectMs: number, clock: Clock, signal: AbortSignal): Promise<Socket> {
+export function openTunnel(
+  host: string,
+  port: number,
+  authority: string,
+  connectMs: number,
+  clock: Clock,
+  signal: AbortSignal,
+): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port });
     let done = false;
@@ -25,10 +32,14 @@ export function openTunnel(host: string, port: number, authority: string, connec
     const timer = clock.setTimeout(
       () =>
         finish(
-          new TetherError('connect_timeout', `upstream ${authority} accepted no connection within ${formatDuration(connectMs)} (timeouts.connect)`, {
-            destination: authority,
-            phase: 'connect',
-          }),
+          new TetherError(
+            'connect_timeout',
+            `upstream ${authority} accepted no connection within ${formatDuration(connectMs)} (timeouts.connect)`,
+            {
+              destination: authority,
+              phase: 'connect',
+            },
+          ),
         ),
       connectMs,
     );
