@@ -237,7 +237,7 @@ describe('forwarding', () => {
     );
   });
 
-  test('an app that goes away mid-response leaves no upstream socket open', async () => {
+  test('http-party/node-http-proxy#1559: an app that goes away mid-response leaves no upstream socket open', async () => {
     const leak = await startUpstream();
     try {
       for (let i = 0; i < 5; i++) {
