@@ -17,7 +17,9 @@ async function main(): Promise<void> {
     config = parsed.values;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`tether-injector: invalid configuration:\n${err.problems.map((p) => `  - ${p}`).join('\n')}\nRun with --help for the options.\n`);
+    process.stderr.write(
+      `tether-injector: invalid configuration:\n${err.problems.map((p) => `  - ${p}`).join('\n')}\nRun with --help for the options.\n`,
+    );
     process.exit(EXIT_USAGE);
   }
   const log = createLogger(config.logLevel, 'tether-injector');

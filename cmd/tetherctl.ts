@@ -4,12 +4,16 @@
 import { readFileSync } from 'node:fs';
 import { EXIT_USAGE } from '../src/config/settings.ts';
 import { validateFiles } from '../src/cli/validate.ts';
+import { runInject } from '../src/cli/inject.ts';
 
 const USAGE = `tetherctl: Tether's command line.
 
 Usage:
   tetherctl validate FILE...   check TrafficPolicy files or ConfigMaps holding policy.yaml
                                (exit 0 valid, warnings allowed; 1 invalid)
+  tetherctl inject -f FILE|-   add the sidecar to the pod templates in YAML, as the webhook does
+                               (stdout; --help lists the injection options)
+  tetherctl uninject -f FILE|- remove what inject added
   tetherctl version            print the version
   tetherctl --help             show this help`;
 
@@ -25,6 +29,8 @@ const commands: Record<string, Command> = {
     for (const line of r.out) process.stdout.write(line + '\n');
     return r.code;
   },
+  inject: (args) => runInject('inject', args),
+  uninject: (args) => runInject('uninject', args),
   version: async () => {
     const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
       version: string;

@@ -1,9 +1,9 @@
 // The injector's settings (and the injection settings tetherctl inject shares): every flag, its env var, default and reason; the only reader of process.env for tether-injector.
 
-import { ANNOTATIONS, SIDECAR_MODES, TETHER_VERSION, type SidecarMode } from '../inject/names.ts';
-import { PULL_POLICIES, type InjectOptions, type PullPolicy } from '../inject/options.ts';
+import { ANNOTATIONS, SIDECAR_MODES, TETHER_VERSION } from '../inject/names.ts';
+import { PULL_POLICIES, type InjectOptions } from '../inject/options.ts';
 import { parseQuantity } from '../inject/overrides.ts';
-import { LOG_LEVELS, type LogLevel } from '../telemetry/log.ts';
+import { LOG_LEVELS } from '../telemetry/log.ts';
 import {
   helpText,
   hostPort,
@@ -11,7 +11,6 @@ import {
   parseSettings,
   positiveMs,
   text,
-  type HostPort,
   type Setting,
   type Values,
 } from './settings.ts';
@@ -48,7 +47,7 @@ export const INJECTION_SETTINGS = {
   imagePullPolicy: {
     flag: 'image-pull-policy',
     env: 'TETHER_INJECT_IMAGE_PULL_POLICY',
-    default: 'IfNotPresent' as PullPolicy,
+    default: 'IfNotPresent',
     help: `pull policy for the injected containers: ${PULL_POLICIES.join(', ')}`,
     parse: oneOf(PULL_POLICIES),
   },
@@ -62,7 +61,7 @@ export const INJECTION_SETTINGS = {
   sidecarMode: {
     flag: 'sidecar-mode',
     env: 'TETHER_INJECT_SIDECAR_MODE',
-    default: 'native' as SidecarMode,
+    default: 'native',
     help: `native (init container with restartPolicy: Always, Kubernetes >= 1.29) or legacy (first container + postStart wait); the chart picks by the cluster version; ${ANNOTATIONS.sidecarMode} overrides per pod`,
     parse: oneOf(SIDECAR_MODES),
   },
@@ -83,14 +82,14 @@ export const INJECTION_SETTINGS = {
   cpuRequest: {
     flag: 'proxy-cpu-request',
     env: 'TETHER_INJECT_CPU_REQUEST',
-    default: '20m' as string | undefined,
+    default: '20m',
     help: `sidecar CPU request ("none" for no request); ${ANNOTATIONS.cpuRequest} overrides per pod`,
     parse: quantity,
   },
   memoryRequest: {
     flag: 'proxy-memory-request',
     env: 'TETHER_INJECT_MEMORY_REQUEST',
-    default: '64Mi' as string | undefined,
+    default: '64Mi',
     help: `sidecar memory request: a Node.js proxy idles at ~50 MiB RSS; ${ANNOTATIONS.memoryRequest} overrides per pod`,
     parse: quantity,
   },
@@ -104,14 +103,14 @@ export const INJECTION_SETTINGS = {
   memoryLimit: {
     flag: 'proxy-memory-limit',
     env: 'TETHER_INJECT_MEMORY_LIMIT',
-    default: '256Mi' as string | undefined,
+    default: '256Mi',
     help: `sidecar memory limit ("none" for no limit); ${ANNOTATIONS.memoryLimit} overrides per pod`,
     parse: quantity,
   },
   proxyLogLevel: {
     flag: 'proxy-log-level',
     env: 'TETHER_INJECT_LOG_LEVEL',
-    default: 'info' as LogLevel,
+    default: 'info',
     help: `the sidecars' log level: ${LOG_LEVELS.join(', ')}; ${ANNOTATIONS.logLevel} overrides per pod`,
     parse: oneOf(LOG_LEVELS),
   },
@@ -128,7 +127,7 @@ export const INJECTOR_SETTINGS = {
   listen: {
     flag: 'listen',
     env: 'TETHER_INJECTOR_LISTEN',
-    default: { host: '0.0.0.0', port: 8443 } as HostPort,
+    default: { host: '0.0.0.0', port: 8443 },
     help: 'HTTPS address the API server calls; 8443 needs no privileges',
     parse: hostPort,
   },
@@ -156,7 +155,7 @@ export const INJECTOR_SETTINGS = {
   logLevel: {
     flag: 'log-level',
     env: 'TETHER_INJECTOR_LOG_LEVEL',
-    default: 'info' as LogLevel,
+    default: 'info',
     help: `the injector's own log level: ${LOG_LEVELS.join(', ')}`,
     parse: oneOf(LOG_LEVELS),
   },
