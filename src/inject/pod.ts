@@ -124,11 +124,8 @@ function sidecarContainer(
     { name: 'TETHER_POLICY_SOURCE', value: 'kubernetes' },
     { name: 'TETHER_MESH_NAMESPACE', value: opts.meshNamespace },
     { name: 'TETHER_LOG_LEVEL', value: o.logLevel ?? opts.logLevel },
+    // The app's name, so the app's calls and Tether's spans show under one service.
     { name: 'OTEL_SERVICE_NAME', value: serviceName },
-    {
-      name: 'OTEL_RESOURCE_ATTRIBUTES',
-      value: 'k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)',
-    },
   ];
   if (opts.otlpEndpoint !== undefined)
     env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: opts.otlpEndpoint });
@@ -334,6 +331,8 @@ export function uninjectPod(pod: PodTemplate): PodTemplate {
   if (annotations && ANNOTATIONS.injected in annotations) {
     delete annotations[ANNOTATIONS.injected];
     if (Object.keys(annotations).length === 0) delete copy.metadata?.annotations;
+    // Templates that had no metadata got it only for the annotation.
+    if (copy.metadata && Object.keys(copy.metadata).length === 0) delete copy.metadata;
   }
   return copy;
 }
