@@ -2,10 +2,16 @@
 
 import { readFile } from 'node:fs/promises';
 import { parseAllDocuments } from 'yaml';
+import {
+  MESH_POLICY_CONFIGMAP,
+  NAMESPACE_POLICY_CONFIGMAP,
+  POLICY_KEY,
+  policyTextOf,
+} from '../policy/configmap.ts';
 import { loadPolicyText } from '../policy/load.ts';
 import { formatProblem } from '../policy/validate.ts';
 
-export const POLICY_KEY = 'policy.yaml';
+export { POLICY_KEY };
 
 export interface ValidateOutput {
   /** 0 clean or warnings only, 1 errors. */
@@ -14,7 +20,9 @@ export interface ValidateOutput {
 }
 
 /** Pulls the policy text out of a ConfigMap manifest, or returns the text itself for a TrafficPolicy. */
-export function policyTextsOf(text: string): { label: string; text: string }[] | { error: string } {
+export function policyTextsOf(
+  text: string,
+): { label: string; text: string; warning?: string }[] | { error: string } {
   let docs;
   try {
     docs = parseAllDocuments(text);
@@ -34,13 +42,22 @@ export function policyTextsOf(text: string): { label: string; text: string }[] |
         'mixes ConfigMaps with other documents; validate TrafficPolicy files and ConfigMap manifests separately',
     };
   }
-  const out: { label: string; text: string }[] = [];
+  const out: { label: string; text: string; warning?: string }[] = [];
   for (const cm of configMaps) {
     const name = cm.metadata?.name ?? '(unnamed)';
-    const policy = cm.data?.[POLICY_KEY];
-    if (typeof policy !== 'string')
-      return { error: `ConfigMap ${name} has no data key "${POLICY_KEY}" holding the policy` };
-    out.push({ label: `ConfigMap ${name} data.${POLICY_KEY}`, text: policy });
+    const policy = policyTextOf(cm.data, name);
+    if ('error' in policy) return policy;
+    // The sidecar reads exactly two names (RBAC grants nothing else): any other name is silently never applied.
+    const known = name === NAMESPACE_POLICY_CONFIGMAP || name === MESH_POLICY_CONFIGMAP;
+    out.push({
+      label: `ConfigMap ${name} data.${POLICY_KEY}`,
+      text: policy.text,
+      ...(known
+        ? {}
+        : {
+            warning: `metadata.name: sidecars read only ConfigMaps named ${NAMESPACE_POLICY_CONFIGMAP} (pod namespace) and ${MESH_POLICY_CONFIGMAP} (mesh namespace); "${name}" is never applied`,
+          }),
+    });
   }
   return out;
 }
@@ -68,6 +85,7 @@ export async function validateFiles(
     }
     for (const t of texts) {
       const where = t.label ? `${file} (${t.label})` : file;
+      if (t.warning) out.push(`${where}: warning: ${t.warning}`);
       const r = loadPolicyText(t.text);
       if (!r.ok) {
         code = 1;

@@ -25,6 +25,8 @@ export class PolicyStore extends EventEmitter<PolicyStoreEvents> {
   private src = 'none';
   private appliedAt: Date | undefined;
   private failure: ReloadFailure | undefined;
+  private pendingReason: string | null = null;
+  private sourceDetail: (() => unknown) | undefined;
 
   get loaded(): boolean {
     return this.matcher !== undefined;
@@ -35,18 +37,41 @@ export class PolicyStore extends EventEmitter<PolicyStoreEvents> {
     return this.matcher;
   }
 
-  apply(policy: EffectivePolicy, source: string): void {
+  /**
+   * `stillFailing`: a source made of several documents applies a change to a good one while another
+   * is still rejected; that rejection (as returned by reject()) stays visible until it is fixed.
+   */
+  apply(policy: EffectivePolicy, source: string, opts: { stillFailing?: ReloadFailure } = {}): void {
     this.matcher = new Matcher(policy);
     this.src = source;
     this.appliedAt = new Date();
-    this.failure = undefined;
+    this.failure = opts.stillFailing;
     this.emit('applied', policy, source);
   }
 
+  /**
+   * Why the policy in force is not yet the configured one (a source still waiting for its first
+   * sync), or null. Readiness reports it; the data path serves the policy in force meanwhile.
+   */
+  get pending(): string | null {
+    return this.pendingReason;
+  }
+
+  setPending(reason: string | null): void {
+    this.pendingReason = reason;
+  }
+
+  /** Source-specific state for /debug/policy (e.g. each ConfigMap's resourceVersion and the watch's health), read when asked. */
+  setDetail(detail: () => unknown): void {
+    this.sourceDetail = detail;
+  }
+
   /** A rejected reload changes nothing in force; it is remembered for /debug/policy. */
-  reject(source: string, problems: Problem[]): void {
-    this.failure = { at: new Date(), source, problems };
-    this.emit('rejected', this.failure);
+  reject(source: string, problems: Problem[]): ReloadFailure {
+    const failure = { at: new Date(), source, problems };
+    this.failure = failure;
+    this.emit('rejected', failure);
+    return failure;
   }
 
   status(): {
@@ -54,12 +79,16 @@ export class PolicyStore extends EventEmitter<PolicyStoreEvents> {
     version: string | null;
     appliedAt: Date | null;
     lastError: ReloadFailure | null;
+    pending: string | null;
+    detail: unknown;
   } {
     return {
       source: this.src,
       version: this.matcher?.policy.version ?? null,
       appliedAt: this.appliedAt ?? null,
       lastError: this.failure ?? null,
+      pending: this.pendingReason,
+      detail: this.sourceDetail?.() ?? null,
     };
   }
 }
