@@ -1,0 +1,119 @@
+// The bench's command line: what `npm run bench -- [options]` accepts, with the quick and full presets.
+
+import { parseArgs } from 'node:util';
+
+export const ARM_IDS = ['direct', 'nginx', 'tether-bare', 'tether-prod'] as const;
+export type ArmId = (typeof ARM_IDS)[number];
+
+export interface BenchOptions {
+  quick: boolean;
+  runs: number;
+  arms: ArmId[];
+  /** Open-loop rates for the small body. */
+  rates: number[];
+  /** Open-loop rate for the 1 KiB body, or none. */
+  rate1k: number | undefined;
+  openSeconds: number;
+  warmupSeconds: number;
+  concurrencies: number[];
+  /** Closed-loop concurrency for the 1 KiB body, or none. */
+  concurrency1k: number | undefined;
+  closedSeconds: number;
+  closedTool: 'auto' | 'wrk' | 'node';
+  features: boolean;
+  featureRate: number;
+  nginx: string | undefined;
+  install: boolean;
+  pin: boolean;
+  out: string | undefined;
+  label: string | undefined;
+  compare: string | undefined;
+  help: boolean;
+}
+
+export const USAGE = `npm run bench -- [options]
+
+Starts a fast upstream and each arm (direct, nginx, Tether bare, Tether with the production
+feature set) on loopback, measures them side by side, and writes a dated Markdown table and the
+raw JSON to bench/results/ (quick runs: to a temp dir unless --out).
+
+  --quick              a few seconds: one run, one rate, short windows, no feature costs (the smoke test)
+  --runs N             runs per arm; medians and spread are reported (default 3)
+  --arms LIST          comma-separated subset of ${ARM_IDS.join(',')}
+  --rates LIST         open-loop rates in requests/s (default 500,1000,2000)
+  --seconds S          open-loop measured window per rate (default 6)
+  --closed-tool T      auto (wrk if installed, else node), wrk or node
+  --no-features        skip the per-feature cost runs
+  --nginx PATH         use this nginx binary instead of looking on PATH and in /usr/sbin
+  --install            install Debian nginx-light if nginx is missing (root only)
+  --no-pin             do not pin processes to cores with taskset
+  --out DIR            where results go (default bench/results, quick: a temp dir)
+  --label NAME         added to the result file names and title (e.g. before-optimisation)
+  --compare FILE.json  add a before/after section against an earlier result
+`;
+
+function numbers(raw: string, what: string): number[] {
+  const v = raw.split(',').map((s) => Number(s.trim()));
+  if (v.some((n) => !Number.isFinite(n) || n <= 0))
+    throw new Error(`${what}: "${raw}" is not a list of positive numbers`);
+  return v;
+}
+
+export function parseOptions(argv: readonly string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      quick: { type: 'boolean', default: false },
+      runs: { type: 'string' },
+      arms: { type: 'string' },
+      rates: { type: 'string' },
+      seconds: { type: 'string' },
+      'closed-tool': { type: 'string', default: 'auto' },
+      'no-features': { type: 'boolean', default: false },
+      nginx: { type: 'string' },
+      install: { type: 'boolean', default: false },
+      'no-pin': { type: 'boolean', default: false },
+      out: { type: 'string' },
+      label: { type: 'string' },
+      compare: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  const quick = values.quick;
+  const arms = values.arms
+    ? values.arms.split(',').map((a) => {
+        if (!(ARM_IDS as readonly string[]).includes(a))
+          throw new Error(`--arms: unknown arm "${a}" (${ARM_IDS.join(', ')})`);
+        return a as ArmId;
+      })
+    : [...ARM_IDS];
+  if (!arms.includes('direct')) arms.unshift('direct'); // every delta is against direct
+  const tool = values['closed-tool'];
+  if (tool !== 'auto' && tool !== 'wrk' && tool !== 'node')
+    throw new Error(`--closed-tool: "${tool}" is not auto, wrk or node`);
+  const runs = values.runs ? numbers(values.runs, '--runs')[0]! : quick ? 1 : 3;
+  if (!Number.isInteger(runs)) throw new Error('--runs must be a whole number');
+  return {
+    quick,
+    runs,
+    arms,
+    rates: values.rates ? numbers(values.rates, '--rates') : quick ? [1000] : [500, 1000, 2000],
+    rate1k: quick ? undefined : 1000,
+    openSeconds: values.seconds ? numbers(values.seconds, '--seconds')[0]! : quick ? 0.5 : 6,
+    warmupSeconds: quick ? 0.2 : 1,
+    concurrencies: quick ? [16] : [1, 16, 64],
+    concurrency1k: quick ? undefined : 64,
+    closedSeconds: quick ? 1 : 4,
+    closedTool: tool,
+    features: !quick && !values['no-features'],
+    featureRate: 1000,
+    nginx: values.nginx,
+    install: values.install,
+    pin: !values['no-pin'],
+    out: values.out,
+    label: values.label,
+    compare: values.compare,
+    help: values.help,
+  };
+}
