@@ -42,7 +42,9 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LOADGEN = join(ROOT, 'bench/loadgen.ts');
 const UPSTREAM = join(ROOT, 'bench/upstream.ts');
 
-const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
+const T0 = performance.now();
+const log = (s: string): void =>
+  void process.stderr.write(`bench [${((performance.now() - T0) / 1000).toFixed(1).padStart(5)}s] ${s}\n`);
 
 /** A started arm: where to send requests and which processes to measure. */
 interface Running {
