@@ -3,7 +3,8 @@
 
 import { ConfigError, EXIT_USAGE } from '../src/config/settings.ts';
 import { loadSidecarConfig, sidecarHelp } from '../src/config/sidecar.ts';
-import { startSidecar, StartupError } from '../src/sidecar.ts';
+import { startSidecar, StartupError, type Sidecar } from '../src/sidecar.ts';
+import { closeStdout } from '../src/telemetry/log.ts';
 
 async function main(): Promise<void> {
   let config;
@@ -21,9 +22,23 @@ async function main(): Promise<void> {
     );
     process.exit(EXIT_USAGE);
   }
-  let sidecar;
+  let sidecar: Sidecar | undefined;
+  const exit = (): void => void closeStdout(1000).then(() => process.exit(0));
+  let stopping = false;
+  // SIGTERM (the kubelet) and POST /shutdown (a Job's last step) drain; a second signal stops at once.
+  const stop = (why: string): void => {
+    if (!sidecar) return;
+    if (stopping) {
+      sidecar.log.warn({ why }, 'stopping now: not waiting for in-flight requests');
+      void sidecar.close().then(exit);
+      return;
+    }
+    stopping = true;
+    sidecar.log.info({ why, graceMs: config.drainGraceMs }, 'shutting down');
+    void sidecar.drain(config.drainGraceMs).then(exit);
+  };
   try {
-    sidecar = await startSidecar(config);
+    sidecar = await startSidecar(config, { onShutdownRequest: () => stop('POST /shutdown') });
   } catch (err) {
     if (!(err instanceof StartupError)) throw err;
     process.stderr.write(
@@ -31,12 +46,8 @@ async function main(): Promise<void> {
     );
     process.exit(EXIT_USAGE);
   }
-  const stop = (signal: string): void => {
-    sidecar.log.info({ signal }, 'shutting down');
-    void sidecar.close().then(() => process.exit(0));
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 await main();

@@ -1,5 +1,6 @@
 // The seam between the data path and telemetry: stages report what happened here, and spans, metrics and logs subscribe.
 
+import type { IncomingHttpHeaders } from 'node:http';
 import type { ErrorWord } from '../errors/words.ts';
 import type { RequestPlan } from './stages/decide.ts';
 
@@ -23,6 +24,8 @@ export interface RequestRecord {
   /** Clock time when the response was complete or aborted. */
   endedAt?: number;
   tunnel: boolean;
+  /** The app's request headers (HTTP requests only): observers read trace context here and must not modify them. */
+  headers?: IncomingHttpHeaders;
   /** Arbitrary per-request state an observer keeps (a span), keyed by the observer. */
   readonly slots: Map<symbol, unknown>;
 }

@@ -105,6 +105,7 @@ export async function serveHttp(
 ): Promise<void> {
   const { clock, observer } = deps;
   const record = newRecord(req.method ?? 'GET', clock, false);
+  record.headers = req.headers; // read-only for observers: the app's trace context
   const life = new Lifetime();
   const onClose = (): void => {
     if (!res.writableFinished)
