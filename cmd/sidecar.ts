@@ -4,7 +4,7 @@
 import { ConfigError, EXIT_USAGE } from '../src/config/settings.ts';
 import { loadSidecarConfig, sidecarHelp } from '../src/config/sidecar.ts';
 import { startSidecar, StartupError, type Sidecar } from '../src/sidecar.ts';
-import { closeStdout } from '../src/telemetry/log.ts';
+import { flushStdout } from '../src/telemetry/log.ts';
 
 async function main(): Promise<void> {
   let config;
@@ -23,7 +23,7 @@ async function main(): Promise<void> {
     process.exit(EXIT_USAGE);
   }
   let sidecar: Sidecar | undefined;
-  const exit = (): void => void closeStdout(1000).then(() => process.exit(0));
+  const exit = (): void => void flushStdout(1000).then(() => process.exit(0));
   let stopping = false;
   // SIGTERM (the kubelet) and POST /shutdown (a Job's last step) drain; a second signal stops at once.
   const stop = (why: string): void => {

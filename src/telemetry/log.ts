@@ -24,20 +24,22 @@ export function stdoutDestination(): ReturnType<typeof pino.destination> {
 }
 
 /**
- * Writes what is buffered and stops the shared destination before the process exits; pino's own
- * exit hook would flush synchronously past an asynchronous write still in flight, out of order.
+ * Waits until the shared destination has written everything buffered, so the process can exit
+ * with its last lines in order: pino's exit hook flushes synchronously, which would overtake an
+ * asynchronous write still in flight. Logging keeps working afterwards.
  */
-export function closeStdout(timeoutMs: number): Promise<void> {
+export function flushStdout(timeoutMs: number): Promise<void> {
   const dest = stdout;
-  if (!dest) return Promise.resolve();
-  stdout = undefined;
+  // sonic-boom exposes no "idle" state; `_writing` is its own flag for a write in flight (pinned version).
+  if (!dest || (dest as unknown as { _writing?: boolean })._writing !== true) return Promise.resolve();
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs);
-    dest.once('close', () => {
+    const done = (): void => {
       clearTimeout(timer);
+      dest.off('drain', done);
       resolve();
-    });
-    dest.end();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    dest.on('drain', done);
   });
 }
 
