@@ -9,8 +9,7 @@ import { metricsRoutes } from './admin/metrics.ts';
 import { createAdminServer } from './admin/server.ts';
 import { shutdownRoutes } from './admin/shutdown.ts';
 import type { SidecarConfig } from './config/sidecar.ts';
-import { EMBEDDED_DEFAULT_PATH } from './policy/load.ts';
-import { FilePolicySource } from './policy/sources/file.ts';
+import { openPolicySource } from './policy/sources/open.ts';
 import { PolicyStore } from './policy/store.ts';
 import { Destinations, type DestinationRuntime } from './proxy/destinations.ts';
 import { createEgressServer } from './proxy/listener.ts';
@@ -83,22 +82,10 @@ export async function startSidecar(config: SidecarConfig, opts: SidecarOptions =
   // Logs go through one asynchronous, bounded stdout buffer: a slow log reader must not stall the proxy.
   const log = opts.log ?? createLogger(config.logLevel, 'tether-sidecar', stdoutDestination());
   const store = new PolicyStore();
-  const policyPath = config.policyFile ?? EMBEDDED_DEFAULT_PATH;
-  const source = new FilePolicySource(
-    {
-      path: policyPath,
-      pollMs: config.policyPollMs,
-      label: config.policyFile ? `file:${policyPath}` : 'embedded-default',
-    },
-    store,
-    log.child({ component: 'policy' }),
-  );
-  const loaded = await source.start();
-  if (!loaded.ok)
-    throw new StartupError([
-      `policy ${policyPath} is invalid; the sidecar will not start on it:`,
-      ...loaded.messages,
-    ]);
+  // A policy file is applied before this returns; the Kubernetes source serves the embedded default, not ready, until its first sync.
+  const opened = await openPolicySource(config, store, log.child({ component: 'policy' }), clock);
+  if (!opened.ok) throw new StartupError(opened.problems);
+  const source = opened.source;
 
   // Read at scrape and probe time only, after `destinations` below exists.
   const all = (): Iterable<DestinationRuntime> => destinations.all();
@@ -148,6 +135,7 @@ export async function startSidecar(config: SidecarConfig, opts: SidecarOptions =
     [
       ...healthRoutes({
         policyLoaded: () => store.loaded,
+        policyPending: () => store.pending,
         listenerBound: () => egress.listening,
         draining: () => draining,
         openCriticalBreakers: () => [

@@ -1,8 +1,12 @@
 // The sidecar's settings: every flag, its environment variable, default and reason; the only reader of process.env for tether-sidecar.
 
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { MESH_POLICY_CONFIGMAP, NAMESPACE_POLICY_CONFIGMAP } from '../policy/configmap.ts';
 import { LOG_LEVELS } from '../telemetry/log.ts';
 import { SAMPLERS } from '../telemetry/trace-config.ts';
 import {
+  ConfigError,
   hostPort,
   isLoopback,
   oneOf,
@@ -13,6 +17,9 @@ import {
   type HostPort,
   type Setting,
 } from './settings.ts';
+
+export const POLICY_SOURCES = ['file', 'kubernetes'] as const;
+export type PolicySourceKind = (typeof POLICY_SOURCES)[number];
 
 export const SIDECAR_SETTINGS = {
   policyFile: {
@@ -129,7 +136,99 @@ export const SIDECAR_SETTINGS = {
     help: "the pod's namespace (set from the downward API): k8s.namespace.name on spans, and where the tether-policy ConfigMap is read",
     parse: text,
   },
+  policySource: {
+    flag: 'policy-source',
+    env: 'TETHER_POLICY_SOURCE',
+    default: undefined as PolicySourceKind | undefined,
+    help: `where policy comes from: file (--policy-file, else the embedded default) or kubernetes (ConfigMaps ${NAMESPACE_POLICY_CONFIGMAP} and ${MESH_POLICY_CONFIGMAP}); default kubernetes when a service-account token is mounted (see --service-account-dir) and no --policy-file is given, else file`,
+    parse: oneOf(POLICY_SOURCES),
+  },
+  kubeconfig: {
+    flag: 'kubeconfig',
+    env: 'TETHER_KUBECONFIG',
+    default: undefined as string | undefined,
+    help: 'kubeconfig for the kubernetes policy source when running outside a pod; in a pod the mounted service account is used',
+    parse: text,
+  },
+  meshNamespace: {
+    flag: 'mesh-namespace',
+    env: 'TETHER_MESH_NAMESPACE',
+    default: 'tether-system',
+    help: `namespace of the ${MESH_POLICY_CONFIGMAP} ConfigMap, the mesh-wide policy that ${NAMESPACE_POLICY_CONFIGMAP} overrides per destination`,
+    parse: text,
+  },
+  serviceAccountDir: {
+    flag: 'service-account-dir',
+    env: 'TETHER_SERVICE_ACCOUNT_DIR',
+    default: '/var/run/secrets/kubernetes.io/serviceaccount',
+    help: "where the kubelet mounts the pod's service-account token, ca.crt and namespace; a token there makes kubernetes the default --policy-source",
+    parse: text,
+  },
+  kubeServiceHost: {
+    flag: 'kube-service-host',
+    env: 'KUBERNETES_SERVICE_HOST',
+    default: undefined as string | undefined,
+    help: 'API server host for the kubernetes policy source in a pod (the kubelet sets the variable)',
+    parse: text,
+  },
+  kubeServicePort: {
+    flag: 'kube-service-port',
+    env: 'KUBERNETES_SERVICE_PORT',
+    default: 443,
+    help: 'API server port for the kubernetes policy source in a pod (the kubelet sets the variable)',
+    parse: tcpPort,
+  },
+  policySyncGraceMs: {
+    flag: 'policy-sync-grace',
+    env: 'TETHER_POLICY_SYNC_GRACE',
+    default: 30_000,
+    help: 'kubernetes source: readiness waits this long for the first read of the policy ConfigMaps (requests are served on the embedded default meanwhile), then turns ready on the embedded default; 30s rides out a slow API server without holding a rollout forever',
+    parse: positiveMs,
+  },
+  kubeWatchIdleMs: {
+    flag: 'kube-watch-idle',
+    env: 'TETHER_KUBE_WATCH_IDLE',
+    default: 90_000,
+    help: 'kubernetes source: a ConfigMap watch with no event or bookmark for this long is presumed dead and restarted; the API server sends a bookmark about once a minute',
+    parse: atLeastMs(1000),
+  },
+  kubeBackoffMaxMs: {
+    flag: 'kube-backoff-max',
+    env: 'TETHER_KUBE_BACKOFF_MAX',
+    default: 30_000,
+    help: 'kubernetes source: cap of the jittered exponential backoff between attempts to reach the API server, so a fleet of sidecars does not storm one that is coming back',
+    parse: atLeastMs(100),
+  },
 } satisfies Record<string, Setting<unknown>>;
+
+function tcpPort(raw: string): number | { error: string } {
+  const n = Number(raw.trim());
+  return Number.isInteger(n) && n > 0 && n <= 65535 ? n : { error: `"${raw}" is not a TCP port` };
+}
+
+function atLeastMs(min: number) {
+  return (raw: string): number | { error: string } => {
+    const ms = positiveMs(raw);
+    if (typeof ms !== 'number') return ms;
+    return ms >= min ? ms : { error: `"${raw}" is too short: at least ${min}ms` };
+  };
+}
+
+/**
+ * The policy source in effect: the flag when given; else file when --policy-file is given; else
+ * kubernetes when the pod has a service-account token mounted (a pod with a token can reach the
+ * API); else file with the embedded default.
+ */
+export function resolvePolicySource(
+  config: Pick<SidecarConfig, 'policySource' | 'policyFile' | 'serviceAccountDir'>,
+  exists: (path: string) => boolean = existsSync,
+): { source: PolicySourceKind; why: string } {
+  if (config.policySource) return { source: config.policySource, why: '--policy-source' };
+  if (config.policyFile) return { source: 'file', why: '--policy-file is given' };
+  const token = join(config.serviceAccountDir, 'token');
+  if (exists(token)) return { source: 'kubernetes', why: `a service-account token is mounted at ${token}` };
+  return { source: 'file', why: `no service-account token at ${token}` };
+}
 
 function httpUrl(raw: string): string | { error: string } {
   try {
@@ -167,7 +266,13 @@ export function loadSidecarConfig(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>> = process.env,
 ) {
-  return parseSettings(SIDECAR_SETTINGS, argv, env);
+  const parsed = parseSettings(SIDECAR_SETTINGS, argv, env);
+  if (parsed.values.policySource === 'kubernetes' && parsed.values.policyFile) {
+    throw new ConfigError([
+      '--policy-file and --policy-source kubernetes exclude each other: choose one source of policy',
+    ]);
+  }
+  return parsed;
 }
 
 export const sidecarHelp = (): string => helpText(SIDECAR_USAGE, SIDECAR_SETTINGS);
