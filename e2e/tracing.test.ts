@@ -2,6 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
   POLICY_HEAD,
@@ -75,6 +77,7 @@ describe('spans in a real Jaeger', { skip: skipUnlessBinaries(['jaeger']) }, () 
   let jaeger: Jaeger;
   let shop: Upstream;
   let flaky: Upstream;
+  let stingy: Upstream;
   let refused: number;
   let sc: TestSidecar;
 
@@ -84,6 +87,7 @@ describe('spans in a real Jaeger', { skip: skipUnlessBinaries(['jaeger']) }, () 
       jaeger = await startJaeger();
       shop = await startUpstream();
       flaky = await startUpstream();
+      stingy = await startUpstream();
       refused = await closedPort();
       sc = await startTestSidecar(
         POLICY_HEAD +
@@ -98,8 +102,20 @@ describe('spans in a real Jaeger', { skip: skipUnlessBinaries(['jaeger']) }, () 
     - name: flaky
       match: { host: 127.0.0.1, port: ${flaky.port} }
       circuitBreaker: { failureRatio: 0.5, minimumRequests: 2, window: 10s, openFor: 30s }
+    - name: stingy
+      match: { host: 127.0.0.1, port: ${stingy.port} }
+      retries: { attempts: 2, on: ["503"], budget: { ratio: 0, minPerSecond: 0 } }
 `,
-        ['--otlp-endpoint', jaeger.otlpHttpEndpoint, '--service-name', SERVICE],
+        [
+          '--otlp-endpoint',
+          jaeger.otlpHttpEndpoint,
+          '--service-name',
+          SERVICE,
+          '--pod-name',
+          'shop-7d4b9-x2k4q',
+          '--namespace',
+          'shop',
+        ],
       );
       assert.ok(sc.tracing, 'tracing is on with an OTLP endpoint');
     },
@@ -109,6 +125,7 @@ describe('spans in a real Jaeger', { skip: skipUnlessBinaries(['jaeger']) }, () 
     await sc?.close();
     await shop?.close();
     await flaky?.close();
+    await stingy?.close();
     await jaeger?.stop();
   });
 
@@ -173,8 +190,12 @@ describe('spans in a real Jaeger', { skip: skipUnlessBinaries(['jaeger']) }, () 
     // The upstream saw Tether's try span as its parent, in the same trace.
     const seen = (JSON.parse(reply.body) as { headers: Record<string, string> }).headers.traceparent;
     assert.equal(seen, `00-${root.traceId}-${only.spanID}-01`);
-    const process = trace.processes[request.processID];
-    assert.ok(process?.tags.some((t) => t.key === 'service.name' || t.key === 'telemetry.sdk.name'));
+    // Resource attributes from the pod (the injector sets them from the downward API).
+    const resource = Object.fromEntries(
+      (trace.processes[request.processID]?.tags ?? []).map((t) => [t.key, t.value]),
+    );
+    assert.equal(resource['k8s.pod.name'], 'shop-7d4b9-x2k4q');
+    assert.equal(resource['k8s.namespace.name'], 'shop');
   });
 
   test('retried call: one span per try with resend_count, the 503 as error.type, a backoff event with delay and reason', async () => {
@@ -268,5 +289,49 @@ describe('spans in a real Jaeger', { skip: skipUnlessBinaries(['jaeger']) }, () 
     const t = traces.find((x) => x.traceID === traceId);
     const request = t?.spans.find((s) => (s.references ?? []).length === 0);
     assert.equal(request?.operationName, 'GET');
+  });
+
+  test('a retry the budget does not allow is a retry-skipped event with the reason', async () => {
+    const { reply, trace, root } = await traced(`http://${stingy.authority}/status/503`, 3);
+    assert.equal(reply.status, 503);
+    const { request, tries } = tree(trace, root);
+    assert.equal(tries.length, 1);
+    assert.equal(tag(request, 'error.type'), '503');
+    const skipped = events(request).filter((e) => e.event === 'tether.retry_skipped');
+    assert.equal(skipped.length, 1);
+    assert.match(String(skipped[0]?.['tether.retry.skipped_reason']), /retry budget exhausted.*after 503/);
+    assert.equal(events(request).filter((e) => e.event === 'tether.backoff').length, 0);
+  });
+
+  test('an opaque CONNECT tunnel is one CONNECT span with its destination and bytes', async () => {
+    const socket = connect({ host: '127.0.0.1', port: sc.egress.port });
+    socket.write(`CONNECT ${shop.authority} HTTP/1.1\r\nHost: ${shop.authority}\r\n\r\n`);
+    const [established] = (await once(socket, 'data')) as [Buffer];
+    assert.match(established.toString(), /^HTTP\/1\.1 200/);
+    // A TLS record header: not HTTP, so the tunnel stays opaque; the HTTP upstream answers 400 and closes it.
+    socket.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]));
+    socket.resume();
+    await once(socket, 'close');
+    // The sidecar ends the span once both sides closed, a moment after this client saw its side close.
+    const isTunnel = (x: JaegerSpan): boolean =>
+      x.operationName === 'CONNECT' && tag(x, 'server.port') === shop.port;
+    let span: Span | undefined;
+    for (let i = 0; i < 50 && !span; i++) {
+      await sc.tracing?.flush();
+      span = (await jaeger.findTraces(SERVICE)).flatMap((t) => t.spans as Span[]).find(isTunnel);
+      if (!span) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(span);
+    assert.equal(tag(span, 'span.kind'), 'client');
+    assert.equal(tag(span, 'server.address'), '127.0.0.1');
+    assert.equal(tag(span, 'tether.destination'), 'shop');
+    assert.equal(tag(span, 'tether.attempts'), 1);
+    assert.equal(tag(span, 'http.response.status_code'), 200);
+    assert.equal(tag(span, 'http.request.body.size'), 10);
+    assert.ok(
+      Number(tag(span, 'http.response.body.size')) > 0,
+      'the upstream answer went back through the tunnel',
+    );
+    assert.equal(tag(span, 'url.full'), undefined, 'a tunnel has no URL');
   });
 });
