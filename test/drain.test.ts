@@ -176,4 +176,37 @@ describe('graceful drain', () => {
       await sc.kill();
     }
   });
+
+  test('a request arriving on a kept-alive connection during the drain is served with Connection: close', async () => {
+    // The idle sweep may win the race for the connection between the two requests (then the client
+    // would simply reconnect); try a few times until the second request is served.
+    let second = '';
+    for (let attempt = 0; attempt < 3 && !second; attempt++) {
+      const sc = await spawnSidecar(POLICY);
+      try {
+        const socket = connect({ host: '127.0.0.1', port: sc.egressPort });
+        let out = '';
+        let sent = false;
+        socket.on('data', (c: Buffer) => {
+          out += c.toString();
+          if (!sent && out.includes('late')) {
+            sent = true;
+            socket.write(`GET http://${up.authority}/ok HTTP/1.1\r\nHost: ${up.authority}\r\n\r\n`);
+          }
+        });
+        socket.write(`GET http://${up.authority}/slow-headers/400 HTTP/1.1\r\nHost: ${up.authority}\r\n\r\n`);
+        await new Promise((r) => setTimeout(r, 100));
+        sc.child.kill('SIGTERM');
+        await new Promise((r) => socket.on('close', r));
+        const at = out.indexOf('late');
+        second = at === -1 ? '' : out.slice(at + 'late'.length);
+        assert.equal(await sc.exited, 0);
+      } finally {
+        await sc.kill();
+      }
+    }
+    assert.match(second, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(second, /\r\nconnection: close\r\n/i);
+    assert.match(second, /\r\n\r\nok$/);
+  });
 });

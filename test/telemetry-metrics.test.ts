@@ -1,6 +1,7 @@
 // /metrics as a Prometheus scraper sees it: request, try, retry and timeout counters, the breaker gauge and transitions, in-flight, policy reloads.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { metricValue, parseMetrics, scrape, type Sample } from './support/metrics.ts';
 import { eventually, POLICY_HEAD, startTestSidecar, viaProxy, type TestSidecar } from './support/sidecar.ts';
@@ -195,5 +196,12 @@ describe('prometheus metrics', () => {
       1,
       'only the policy in force is reported',
     );
+  });
+
+  test('docs/metrics.md documents exactly the metrics the sidecar defines', () => {
+    const doc = readFileSync(new URL('../docs/metrics.md', import.meta.url), 'utf8');
+    const documented = new Set([...doc.matchAll(/`(tether_[a-z_]+)`/g)].map((m) => m[1]));
+    const defined = new Set(sc.metrics.registry.getMetricsAsArray().map((m) => m.name));
+    assert.deepEqual([...defined].sort(), [...documented].sort());
   });
 });

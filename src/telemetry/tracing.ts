@@ -37,9 +37,6 @@ export const SPAN_QUEUE = {
   scheduledDelayMillis: 5000,
 } as const;
 
-/** One export attempt, with the exporter's own retries, ends within this; the queue keeps filling meanwhile. */
-const EXPORT_TIMEOUT_MS = 10_000;
-
 // Incubating semantic-convention names are copied, not imported, as the package asks.
 const ATTR_K8S_POD_NAME = 'k8s.pod.name';
 const ATTR_K8S_NAMESPACE_NAME = 'k8s.namespace.name';
@@ -131,13 +128,13 @@ export function startTracing(cfg: TracingConfig, hooks: TracingHooks): Tracing {
   if (active)
     throw new Error('tracing is already started in this process; shut the previous sidecar down first');
   const exporter = new CountingExporter(
-    new OTLPTraceExporter({ url: cfg.tracesUrl, timeoutMillis: EXPORT_TIMEOUT_MS }),
+    // The URL is explicit; headers, timeout (10s with retries) and compression come from OTEL_EXPORTER_OTLP_*.
+    new OTLPTraceExporter({ url: cfg.tracesUrl }),
     hooks,
   );
   const processor = new BatchSpanProcessor({
     exporter,
     ...SPAN_QUEUE,
-    exportTimeoutMillis: EXPORT_TIMEOUT_MS + 1000,
     selfObsMeterProvider: queueDropMeterProvider(hooks),
   });
   const propagator = new W3CTraceContextPropagator();
