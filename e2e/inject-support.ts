@@ -1,6 +1,6 @@
 // Owns what the injection e2e tests share: tether-injector running on the host over HTTPS, and kubectl/helm/tetherctl runners bound to a cluster.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +38,33 @@ export function exec(
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** exec without blocking the event loop (for commands that call back into the test process). */
+export function execAsync(
+  bin: string,
+  args: string[],
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    const child = spawn(bin, args, {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd ?? ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => {
+      stderr += `\n(killed after ${opts.timeoutMs ?? 60_000}ms)`;
+      child.kill('SIGKILL');
+    }, opts.timeoutMs ?? 60_000);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
 /** Like exec, but a non-zero exit is an error carrying the command's output. */
 export function must(bin: string, args: string[], opts: Parameters<typeof exec>[2] = {}): string {
   const r = exec(bin, args, opts);
@@ -68,6 +95,11 @@ export interface HostInjector {
   stop(): Promise<void>;
   /** Starts it again on the same port with the same certificate. */
   start(): Promise<void>;
+  /**
+   * Restarts it with the environment the chart gives the in-cluster injector (what a rollout of the
+   * Deployment would do); address, certificate and log level stay the host's.
+   */
+  restartWithEnv(env: Record<string, string>): Promise<void>;
   /** Stops it and removes its certificates and logs. */
   close(): Promise<void>;
 }
@@ -79,6 +111,8 @@ export async function startHostInjector(extraArgs: string[] = []): Promise<HostI
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;
   let proc: ManagedProcess | undefined;
+  // Flags win over env, so the chart's TETHER_INJECTOR_LISTEN and TLS paths never apply here.
+  let chartEnv: Record<string, string> = {};
   const start = async (): Promise<void> => {
     proc = spawnManaged(
       'tether-injector',
@@ -89,7 +123,7 @@ export async function startHostInjector(extraArgs: string[] = []): Promise<HostI
         '--listen', `127.0.0.1:${port}`, '--tls-cert-file', certs.certFile, '--tls-key-file', certs.keyFile,
         '--log-level', 'debug', ...extraArgs,
       ], // prettier-ignore
-      { logFile, cwd: ROOT },
+      { logFile, cwd: ROOT, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...chartEnv } },
     );
     const ca = Buffer.from(certs.caBundle, 'base64');
     await waitUntil(
@@ -116,12 +150,29 @@ export async function startHostInjector(extraArgs: string[] = []): Promise<HostI
       await proc?.stop(10_000);
     },
     start,
+    restartWithEnv: async (env) => {
+      await proc?.stop(10_000);
+      chartEnv = env;
+      await start();
+    },
     close: async () => {
       await proc?.stop(10_000);
       rmSync(certs.dir, { recursive: true, force: true });
       if (process.env['TETHER_E2E_KEEP'] === undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The env of the chart's tether-injector container, as the API server has it after install or upgrade. */
+export function injectorEnvFromCluster(
+  kubeconfig: string,
+  namespace = 'tether-system',
+): Record<string, string> {
+  const d = kubectlJson<{
+    spec: { template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } } };
+  }>(kubeconfig, ['get', 'deployment', 'tether-injector', '-n', namespace]);
+  const env = d.spec.template.spec.containers[0]?.env ?? [];
+  return Object.fromEntries(env.map((e) => [e.name, e.value ?? '']));
 }
 
 /** The chart values that point the webhook at a host injector (what the tests add to every helm install). */
