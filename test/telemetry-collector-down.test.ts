@@ -76,8 +76,8 @@ describe('collector down', () => {
     const run = await load(3000);
     const rssAfter = sc.rss();
     assert.deepEqual([...run.statuses], [[200, 3000]], 'every request succeeds with the collector down');
-    // The exporter's timeout is 10s with retries: a request that waited on it would take seconds.
-    assert.ok(run.slowestMs < 1000, `slowest request took ${Math.round(run.slowestMs)}ms`);
+    // An export fails only after 10s of retries starting at 1s: a request that waited on it would take that long.
+    assert.ok(run.slowestMs < 3000, `slowest request took ${Math.round(run.slowestMs)}ms`);
 
     const m = await scrape(sc.adminPort);
     const queueFull = metricValue(m, 'tether_spans_dropped_total', { reason: 'queue_full' });

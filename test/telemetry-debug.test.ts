@@ -60,7 +60,7 @@ describe('/debug/destinations and /debug/policy', () => {
     - name: shop
       match: { host: 127.0.0.1, port: ${shop.port} }
       critical: true
-      timeouts: { responseHeaders: 200ms, total: 0s }
+      timeouts: { responseHeaders: 400ms, total: 0s }
     - name: gone
       match: { host: 127.0.0.1, port: ${refused} }
 `;
@@ -84,7 +84,7 @@ describe('/debug/destinations and /debug/policy', () => {
     const slow = await viaProxy(sc.egress.port, `http://${shop.authority}/slow-headers/1000`);
     assert.equal(slow.headers['x-tether-error'], 'response_timeout');
     assert.equal((await viaProxy(sc.egress.port, `http://127.0.0.1:${refused}/`)).status, 502);
-    const hold = viaProxy(sc.egress.port, `http://${shop.authority}/slow-headers/150`);
+    const hold = viaProxy(sc.egress.port, `http://${shop.authority}/slow-headers/100`);
     await eventually(
       async () => (await page()).find((r) => r.destination === 'shop')?.inFlight === 1,
       2000,
@@ -102,7 +102,7 @@ describe('/debug/destinations and /debug/policy', () => {
     assert.equal(s.requests, 9);
     assert.ok(s.latencyMs, 'percentiles once there are requests');
     assert.ok(s.latencyMs.p50 <= s.latencyMs.p95 && s.latencyMs.p95 <= s.latencyMs.p99);
-    assert.ok(s.latencyMs.p99 >= 190, `p99 ${s.latencyMs.p99}ms includes the 200ms timeout`);
+    assert.ok(s.latencyMs.p99 >= 390, `p99 ${s.latencyMs.p99}ms includes the 400ms timeout`);
     assert.equal(s.errorRate, Math.round((2 / 9) * 1000) / 1000, 'the 503 and the timeout');
     assert.equal(s.timeoutRate, Math.round((1 / 9) * 1000) / 1000);
     assert.equal(s.lastError?.error, 'response_timeout');
@@ -124,7 +124,7 @@ describe('/debug/destinations and /debug/policy', () => {
     // Filled-in defaults, durations as strings, "0s" for no bound.
     assert.deepEqual(shopRule?.timeouts, {
       connect: '1s',
-      responseHeaders: '200ms',
+      responseHeaders: '400ms',
       idle: '5m',
       total: '0s',
     });
@@ -142,7 +142,7 @@ describe('/debug/destinations and /debug/policy', () => {
 
   test('a rejected reload shows its problems while the previous policy stays in force', async () => {
     const before = (await adminGet(sc, '/debug/policy')).body as PolicyPage;
-    sc.writePolicy(policy.replace('responseHeaders: 200ms', 'responseHeaders: fast'));
+    sc.writePolicy(policy.replace('responseHeaders: 400ms', 'responseHeaders: fast'));
     await eventually(
       async () => ((await adminGet(sc, '/debug/policy')).body as PolicyPage).lastReloadError !== null,
       3000,

@@ -26,7 +26,7 @@ describe('prometheus metrics', () => {
   destinations:
     - name: shop
       match: { host: 127.0.0.1, port: ${shop.port} }
-      timeouts: { responseHeaders: 300ms }
+      timeouts: { responseHeaders: 600ms }
       retries: { attempts: 2, on: ["503", response-timeout], backoff: { base: 5ms, max: 10ms } }
     - name: refused
       match: { host: 127.0.0.1, port: ${refusedPort} }
@@ -105,7 +105,7 @@ describe('prometheus metrics', () => {
 
   test('timeouts are counted by kind, once per timer that fired', async () => {
     const before = await metrics();
-    // Three tries each hit the 300ms response-headers timeout.
+    // Three tries each hit the 600ms response-headers timeout.
     const slow = await get(`http://${shop.authority}/slow-headers/2000`);
     assert.equal(slow.status, 504);
     assert.equal(slow.headers['x-tether-error'], 'response_timeout');
