@@ -11,6 +11,7 @@ import {
   exec,
   helm,
   hostWebhookValues,
+  injectorEnvFromCluster,
   isInjectedPod,
   kubectl,
   kubectlJson,
@@ -82,6 +83,8 @@ describe('injection on a real control plane', { skip: skipUnlessBinaries(BINS) }
         '--wait=false',
         ...hostWebhookValues(injector),
       ]);
+      // Run the host injector with the env the chart gives the in-cluster one.
+      await injector.restartWithEnv(injectorEnvFromCluster(kc));
       k(['create', 'namespace', 'shop']);
     },
     { timeout: 180_000 },
@@ -255,29 +258,43 @@ describe('injection on a real control plane', { skip: skipUnlessBinaries(BINS) }
     },
   );
 
-  test('helm upgrade keeps the webhook working and its certificate unchanged', { timeout: 120_000 }, () => {
-    const secret = (): string =>
-      k(['get', 'secret', 'tether-injector-tls', '-n', 'tether-system', '-o', 'jsonpath={.data.tls\\.crt}']);
-    const before = secret();
-    assert.ok(before.length > 100);
-    helm(kc, [
-      'upgrade',
-      'tether',
-      CHART,
-      '-n',
-      'tether-system',
-      '--reuse-values',
-      '--set',
-      'sidecar.logLevel=debug',
-    ]);
-    assert.equal(
-      secret(),
-      before,
-      'the self-signed certificate survives upgrades (lookup of the existing Secret)',
-    );
-    k(['apply', '-f', '-'], pod('after-upgrade', 'shop', { 'tether.io/inject': 'true' }));
-    assert.equal(isInjectedPod(kubectlJson<KPod>(kc, ['get', 'pod', 'after-upgrade', '-n', 'shop'])), true);
-  });
+  test(
+    'helm upgrade keeps the webhook working and its certificate unchanged; new values reach new pods',
+    { timeout: 120_000 },
+    async () => {
+      const secret = (): string =>
+        k([
+          'get',
+          'secret',
+          'tether-injector-tls',
+          '-n',
+          'tether-system',
+          '-o',
+          'jsonpath={.data.tls\\.crt}',
+        ]);
+      const before = secret();
+      assert.ok(before.length > 100);
+      helm(kc, [
+        'upgrade',
+        'tether',
+        CHART,
+        '-n',
+        'tether-system',
+        '--reuse-values',
+        '--set',
+        'sidecar.logLevel=debug',
+      ]);
+      assert.equal(
+        secret(),
+        before,
+        'the self-signed certificate survives upgrades (lookup of the existing Secret)',
+      );
+      await injector.restartWithEnv(injectorEnvFromCluster(kc));
+      k(['apply', '-f', '-'], pod('after-upgrade', 'shop', { 'tether.io/inject': 'true' }));
+      const upgraded = sidecarOf(kubectlJson<KPod>(kc, ['get', 'pod', 'after-upgrade', '-n', 'shop']));
+      assert.equal(upgraded?.env?.find((e) => e.name === 'TETHER_LOG_LEVEL')?.value, 'debug');
+    },
+  );
 
   test(
     'injector down: pods are still created, without the sidecar (failurePolicy Ignore)',
