@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
-import { SIDECAR_SETTINGS } from '../src/config/sidecar.ts';
+import { loadSidecarConfig, SIDECAR_SETTINGS } from '../src/config/sidecar.ts';
 import { ADMIN_PORT, PROXY_UID, TETHER_VERSION } from '../src/inject/names.ts';
 import { applyPatchCopy, type PatchOperation } from '../src/inject/patch.ts';
 import { captureScript, injectPod, uninjectPod, WAIT_FOR_PROXY_SCRIPT } from '../src/inject/pod.ts';
@@ -147,23 +147,31 @@ describe('native sidecar (default)', () => {
     assert.equal(envOf(init[1]).HTTP_PROXY, 'http://127.0.0.1:15001');
   });
 
-  // todo until the Kubernetes policy source lands its settings (TETHER_POLICY_SOURCE, TETHER_MESH_NAMESPACE).
-  test(
-    'every TETHER_ variable injected into the sidecar is one tether-sidecar reads',
-    { todo: 'kubernetes policy source settings pending' },
-    () => {
-      const known = new Set(Object.values(SIDECAR_SETTINGS).map((s) => ('env' in s ? s.env : undefined)));
-      const injected = Object.keys(envOf(sidecarOf(admit(pod()).pod))).filter(
-        (n) => n.startsWith('TETHER_') || n.startsWith('OTEL_') || n.startsWith('POD_'),
-      );
-      const unknown = injected.filter((n) => !known.has(n));
-      assert.deepEqual(
-        unknown,
-        [],
-        `the injector sets env tether-sidecar does not read: ${unknown.join(', ')}`,
-      );
-    },
-  );
+  test('every variable injected into the sidecar is one tether-sidecar reads, with a value it accepts', () => {
+    const sidecar = sidecarOf(
+      admit(
+        pod({ 'tether.io/inject': 'true', 'tether.io/log-level': 'debug' }),
+        POD_SCOPE,
+        defaultInjectOptions(['--otlp-endpoint', 'http://jaeger:4318']),
+      ).pod,
+    );
+    const known = new Set(Object.values(SIDECAR_SETTINGS).map((s) => ('env' in s ? s.env : undefined)));
+    const env = envOf(sidecar);
+    const unknown = Object.keys(env).filter((n) => !known.has(n));
+    assert.deepEqual(
+      unknown,
+      [],
+      `the injector sets env tether-sidecar does not read: ${unknown.join(', ')}`,
+    );
+    // What the kubelet resolves from the downward API, then the sidecar's own parser.
+    const resolved = { ...env, POD_NAME: 'web-7d4b9c-x2x2x', POD_NAMESPACE: 'shop' };
+    const config = loadSidecarConfig((sidecar?.args as string[]).slice(1), resolved).values;
+    assert.equal(config.policySource, 'kubernetes');
+    assert.equal(config.meshNamespace, 'tether-system');
+    assert.equal(config.logLevel, 'debug');
+    assert.equal(config.serviceName, 'web');
+    assert.equal(config.otlpEndpoint, 'http://jaeger:4318');
+  });
 });
 
 describe('resources and per-pod overrides', () => {
