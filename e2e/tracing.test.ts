@@ -334,4 +334,19 @@ describe('spans in a real Jaeger', { skip: skipUnlessBinaries(['jaeger']) }, () 
     );
     assert.equal(tag(span, 'url.full'), undefined, 'a tunnel has no URL');
   });
+
+  test('a request refused before any destination was known still shows in the app’s trace, with bad_request', async () => {
+    const { reply, trace, root } = await traced('http://@/charge?card=4111', 2);
+    assert.equal(reply.status, 400);
+    const { request, tries } = tree(trace, root);
+    assert.equal(tag(request, 'error.type'), 'bad_request');
+    assert.equal(tag(request, 'http.response.status_code'), 400);
+    assert.equal(tag(request, 'tether.attempts'), 0);
+    assert.doesNotMatch(
+      String(tag(request, 'otel.status_description')),
+      /4111/,
+      'the query never reaches the span',
+    );
+    assert.equal(tries.length, 0);
+  });
 });
