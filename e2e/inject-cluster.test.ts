@@ -128,10 +128,11 @@ describe('injection on a real control plane', { skip: skipUnlessBinaries(BINS) }
         });
         assert.equal(init[0]?.securityContext?.runAsNonRoot, true);
         assert.equal(init[0]?.securityContext?.readOnlyRootFilesystem, true);
-        // The ServiceAccount admission plugin runs again after the webhook: the sidecar can read its policy.
-        assert.ok(
-          init[0]?.volumeMounts?.some((m) => m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount'),
-          'sidecar has the API token mounted',
+        // Its own token, mounted once: the ServiceAccount admission plugin (run again after the webhook)
+        // leaves a container that already mounts the token path alone.
+        assert.deepEqual(
+          init[0]?.volumeMounts?.map((m) => [m.name, m.mountPath]),
+          [['tether-token', '/var/run/secrets/kubernetes.io/serviceaccount']],
         );
         const env = Object.fromEntries((p.spec.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
         assert.equal(env.HTTP_PROXY, 'http://127.0.0.1:15001');
@@ -213,6 +214,34 @@ describe('injection on a real control plane', { skip: skipUnlessBinaries(BINS) }
       // And outside it, no annotation means no sidecar.
       k(['apply', '-f', '-'], pod('plain', 'shop'));
       assert.equal(isInjectedPod(kubectlJson<KPod>(kc, ['get', 'pod', 'plain', '-n', 'shop'])), false);
+    },
+  );
+
+  test(
+    'automountServiceAccountToken: false: the sidecar still has a token to read policy with, the app has none',
+    { timeout: 30_000 },
+    () => {
+      const spec = JSON.parse(pod('no-token', 'shop', { 'tether.io/inject': 'true' })) as {
+        spec: Record<string, unknown>;
+      };
+      spec.spec.automountServiceAccountToken = false;
+      k(['apply', '-f', '-'], JSON.stringify(spec));
+      const p = kubectlJson<KPod & { spec: { volumes?: { name: string }[] } }>(kc, [
+        'get',
+        'pod',
+        'no-token',
+        '-n',
+        'shop',
+      ]);
+      assert.deepEqual(
+        sidecarOf(p)?.volumeMounts?.map((m) => m.name),
+        ['tether-token'],
+      );
+      assert.equal(p.spec.containers[0]?.volumeMounts, undefined);
+      assert.deepEqual(
+        p.spec.volumes?.map((v) => v.name),
+        ['tether-token'],
+      );
     },
   );
 

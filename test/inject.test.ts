@@ -174,6 +174,35 @@ describe('native sidecar (default)', () => {
   });
 });
 
+describe("the sidecar's ServiceAccount token", () => {
+  test('the sidecar mounts its own projected token, so automountServiceAccountToken: false pods still get policy', () => {
+    const r = admit(pod(undefined, { automountServiceAccountToken: false }));
+    const c = sidecarOf(r.pod);
+    assert.deepEqual(c?.volumeMounts, [
+      { name: 'tether-token', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount', readOnly: true },
+    ]);
+    const vol = (
+      r.pod.spec?.volumes as { name: string; projected: { sources: Record<string, unknown>[] } }[]
+    ).find((v) => v.name === 'tether-token');
+    assert.deepEqual(
+      vol?.projected.sources.map((x) => Object.keys(x)[0]),
+      ['serviceAccountToken', 'configMap', 'downwardAPI'],
+    );
+    assert.equal(
+      r.pod.spec?.containers[0]?.volumeMounts,
+      undefined,
+      'the app container is left as the pod asked',
+    );
+    assert.equal(r.pod.spec?.automountServiceAccountToken, false);
+  });
+
+  test('a pod volume named tether-token is refused rather than shadowed', () => {
+    const r = admit(pod(undefined, { volumes: [{ name: 'tether-token', emptyDir: {} }] }));
+    assert.equal(r.response.allowed, false);
+    assert.match(r.response.status?.message ?? '', /volume name tether-token is reserved/);
+  });
+});
+
 describe('resources and per-pod overrides', () => {
   test('defaults: 20m CPU and 64Mi requested, 256Mi memory limit, no CPU limit', () => {
     assert.deepEqual(sidecarOf(admit(pod()).pod)?.resources, {

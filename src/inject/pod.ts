@@ -112,6 +112,34 @@ const RESTRICTED_SECURITY_CONTEXT = {
   seccompProfile: { type: 'RuntimeDefault' },
 };
 
+/** The pod volume holding the sidecar's own ServiceAccount token (see tokenVolume). */
+export const TOKEN_VOLUME = 'tether-token';
+const TOKEN_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/**
+ * The sidecar reads its policy ConfigMaps with the pod's ServiceAccount, so it mounts a token itself:
+ * pods (or ServiceAccounts) with automountServiceAccountToken: false would otherwise leave it without
+ * one. Same sources as the kubelet's kube-api-access volume; the ServiceAccount admission plugin skips
+ * containers that already mount this path, so nothing is mounted twice.
+ */
+function tokenVolume(): Record<string, unknown> {
+  return {
+    name: TOKEN_VOLUME,
+    projected: {
+      defaultMode: 0o444,
+      sources: [
+        { serviceAccountToken: { path: 'token', expirationSeconds: 3607 } },
+        { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+        {
+          downwardAPI: {
+            items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }],
+          },
+        },
+      ],
+    },
+  };
+}
+
 function sidecarContainer(
   opts: InjectOptions,
   o: PodOverrides,
@@ -138,6 +166,7 @@ function sidecarContainer(
     ...(mode === 'native' ? { restartPolicy: 'Always' } : {}),
     ports: [{ name: ADMIN_PORT_NAME, containerPort: ADMIN_PORT, protocol: 'TCP' }],
     env,
+    volumeMounts: [{ name: TOKEN_VOLUME, mountPath: TOKEN_PATH, readOnly: true }],
     ...(resources ? { resources } : {}),
     securityContext: RESTRICTED_SECURITY_CONTEXT,
     // Gates the app containers (native) and the liveness probe: 120 × 1 s for a cold start on a busy node.
@@ -273,6 +302,9 @@ export function injectPod(pod: PodTemplate, opts: InjectOptions, ctx: InjectCont
 
   const read = readOverrides(annotations);
   const problems = [...('problems' in read ? read.problems : []), ...reservedPortProblems(spec)];
+  if (((spec.volumes as { name?: string }[] | undefined) ?? []).some((v) => v.name === TOKEN_VOLUME)) {
+    problems.push(`volume name ${TOKEN_VOLUME} is reserved for the Tether proxy's ServiceAccount token`);
+  }
   if ('problems' in read || problems.length > 0) throw new InjectError(problems);
   const o = read.overrides;
   const mode = o.mode ?? opts.mode;
@@ -288,6 +320,8 @@ export function injectPod(pod: PodTemplate, opts: InjectOptions, ctx: InjectCont
     if (capture.length > 0 || init.length > 0) s.initContainers = [...capture, ...init];
     s.containers = [sidecar, ...s.containers];
   }
+  // First: so the webhook (after the ServiceAccount plugin added its volume) and tetherctl (before) agree.
+  s.volumes = [tokenVolume(), ...((s.volumes as unknown[] | undefined) ?? [])];
   copy.metadata = { ...copy.metadata, annotations: { ...annotations, [ANNOTATIONS.injected]: opts.version } };
   copy.spec = applyAppEnv(s, env, warnings);
   return { pod: copy, warnings };
@@ -322,6 +356,11 @@ export function uninjectPod(pod: PodTemplate): PodTemplate {
     return env.length > 0 ? { ...rest, env } : rest;
   };
   s.containers = s.containers.filter((c) => !isOurs(c)).map(strip);
+  if (Array.isArray(s.volumes)) {
+    const volumes = (s.volumes as { name?: string }[]).filter((v) => v.name !== TOKEN_VOLUME);
+    if (volumes.length > 0) s.volumes = volumes;
+    else delete s.volumes;
+  }
   if (s.initContainers) {
     const init = s.initContainers.filter((c) => !isOurs(c)).map(strip);
     if (init.length > 0) s.initContainers = init;
