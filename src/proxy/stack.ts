@@ -163,7 +163,7 @@ export async function serveHttp(
     );
     await deliver(res, upstream, record, destination.authority, life.controller.signal); // 6. to the app
   } catch (err) {
-    rescue(res, record, err); // 7. the one error → response mapping
+    rescue(res, record, err, observer); // 7. the one error → response mapping
   } finally {
     life.end();
     res.off('close', onClose);
@@ -178,9 +178,12 @@ function hostHeader(d: Destination): string {
   return d.host.includes(':') ? `[${d.host}]` : d.host;
 }
 
-function rescue(res: ServerResponse, record: RequestRecord, err: unknown): void {
+function rescue(res: ServerResponse, record: RequestRecord, err: unknown, observer: Required<Observer>): void {
   const e = asTetherError(err, record.plan?.destination.authority);
-  if (e.word === 'circuit_open' || e.word === 'overloaded') record.attempts = 0;
+  if (e.word === 'circuit_open' || e.word === 'overloaded') {
+    record.attempts = 0;
+    observer.rejected(record, e.word);
+  }
   record.error = e.word;
   record.errorMessage = e.message;
   if (!res.headersSent) record.status = statusOf(e.word);
@@ -232,6 +235,7 @@ export async function serveOpaqueTunnel(
     await splice(client, upstream, firstBytes, record, plan, clock);
   } catch (err) {
     const e = asTetherError(err, authority);
+    if (e.word === 'circuit_open' || e.word === 'overloaded') observer.rejected(record, e.word);
     record.error = e.word;
     record.errorMessage = e.message;
     record.status ??= e.word === 'client_closed' ? statusOf('client_closed') : statusOf(e.word);
