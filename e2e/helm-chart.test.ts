@@ -181,6 +181,11 @@ describe('Helm chart', { skip: skipUnlessBinaries(BINS) }, () => {
       for (const ns of ['kube-system', 'tether-system']) assert.ok(names?.values.includes(ns), ns);
     }
     const [pods, namespaced] = hook.webhooks;
+    for (const w of [pods, namespaced]) {
+      assert.deepEqual((w as unknown as { objectSelector: unknown }).objectSelector, {
+        matchExpressions: [{ key: 'tether.io/inject', operator: 'NotIn', values: ['false'] }],
+      });
+    }
     assert.deepEqual(
       pods?.namespaceSelector.matchExpressions.find((e) => e.key === 'tether.io/inject'),
       { key: 'tether.io/inject', operator: 'NotIn', values: ['enabled'] },

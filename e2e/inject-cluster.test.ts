@@ -211,6 +211,18 @@ describe('injection on a real control plane', { skip: skipUnlessBinaries(BINS) }
       const get = (name: string): KPod => kubectlJson<KPod>(kc, ['get', 'pod', name, '-n', 'mesh-on']);
       assert.equal(isInjectedPod(get('plain')), true);
       assert.equal(isInjectedPod(get('opted-out')), false);
+      // Labelled out: the API server does not even call the injector (objectSelector).
+      const labelled = JSON.parse(pod('labelled-out', 'mesh-on')) as {
+        metadata: { labels: Record<string, string> };
+      };
+      labelled.metadata.labels['tether.io/inject'] = 'false';
+      k(['apply', '-f', '-'], JSON.stringify(labelled));
+      assert.equal(isInjectedPod(get('labelled-out')), false);
+      assert.deepEqual(injector.logLines('labelled-out'), []);
+      assert.ok(
+        injector.logLines('mesh-on/opted-out').length > 0,
+        'the annotated opt-out was seen and skipped',
+      );
       // And outside it, no annotation means no sidecar.
       k(['apply', '-f', '-'], pod('plain', 'shop'));
       assert.equal(isInjectedPod(kubectlJson<KPod>(kc, ['get', 'pod', 'plain', '-n', 'shop'])), false);
