@@ -1,13 +1,14 @@
 // `npm run bench:profile`: runs one Tether configuration under load with node's --cpu-prof and prints the functions with the most self time.
 //
 //   node bench/profile.ts [--config bare|production] [--seconds 10] [--concurrency 16] [--top 40] [--keep DIR]
+//                         [--callers FUNCTION] [--root OTHER-CHECKOUT]
 //
 // The .cpuprofile it writes opens in Chrome DevTools (Performance → Load profile) or speedscope
 // for a flame graph; the text summary is enough to see where a request's CPU goes.
 
 import { mkdtempSync, readdirSync, readFileSync, rmSync, mkdirSync, copyFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startCollector } from './lib/collector.ts';
@@ -72,6 +73,23 @@ export function summarise(profile: CpuProfile, top: number, callersOf?: string):
   for (const [k, us] of [...pkg].sort((a, b) => b[1] - a[1]).slice(0, 20)) lines.push(`  ${pct(us)}  ${k}`);
   lines.push('', `top ${top} functions by self time:`);
   for (const [k, us] of [...fn].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(us)}  ${k}`);
+  // Inclusive time: a function's own samples plus everything it called, counted once per stack even when recursive.
+  const parentOf = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
+  const incl = new Map<string, number>();
+  for (const [id, us] of selfUs) {
+    const seen = new Set<string>();
+    for (let p: number | undefined = id; p !== undefined; p = parentOf.get(p)) {
+      const n = byId.get(p)!;
+      if (!n.callFrame.url || n.callFrame.url.startsWith('node:internal')) continue;
+      const key = `${n.callFrame.functionName || '(anonymous)'}  ${where(n)}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      incl.set(key, (incl.get(key) ?? 0) + us);
+    }
+  }
+  lines.push('', `top ${top} functions by inclusive time (node:internal frames left out):`);
+  for (const [k, us] of [...incl].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(us)}  ${k}`);
   if (callersOf) {
     const parent = new Map<number, number>();
     for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -103,6 +121,7 @@ async function main(): Promise<void> {
       top: { type: 'string', default: '40' },
       keep: { type: 'string' },
       callers: { type: 'string' },
+      root: { type: 'string' },
     },
   });
   const f = values.config === 'production' ? PRODUCTION : BARE;
@@ -125,10 +144,16 @@ async function main(): Promise<void> {
   const collector = await startCollector();
   try {
     await waitForPort(upstreamPort, 5000, 'bench upstream', upstream.alive);
-    const t = await startTether(f, caps, pin, dir, upstreamPort, collector.url, [
-      '--cpu-prof',
-      `--cpu-prof-dir=${profDir}`,
-    ]);
+    const t = await startTether(
+      f,
+      caps,
+      pin,
+      dir,
+      upstreamPort,
+      collector.url,
+      ['--cpu-prof', `--cpu-prof-dir=${profDir}`],
+      values.root ? resolve(values.root) : undefined,
+    );
     const target = `http://127.0.0.1:${upstreamPort}/small`;
     await runWrk(wrk, pin, dir, t.port, target, 16, 2); // warm the JIT before the part that counts
     const cpu0 = cpuSecondsAll(t.pids());

@@ -299,41 +299,38 @@ function featureConfigs(): { name: string; features: TetherFeatures }[] {
   ];
 }
 
+/**
+ * One configuration at saturation (closed loop, c=16): CPU per request there is the cleanest
+ * signal on a shared machine — every wake-up carries many requests, and the core is busy with
+ * nothing but this proxy's work.
+ */
 async function measureFeature(ctx: Ctx, name: string, f: TetherFeatures): Promise<FeatureRun> {
   const arm = await tetherArm(ctx, `feature-${name}`, name, f).start();
+  const c = ctx.opts.featureConcurrency;
   try {
-    const [, r] = await runLoad(ctx, [
-      {
-        mode: 'closed',
-        port: arm.port,
-        path: arm.target('/small'),
-        concurrency: 16,
-        seconds: 1.5,
-        warmupSeconds: 0,
-        pids: [],
-      },
-      {
-        mode: 'open',
-        port: arm.port,
-        path: arm.target('/small'),
-        rate: ctx.opts.featureRate,
-        seconds: ctx.opts.openSeconds + 2,
-        warmupSeconds: ctx.opts.warmupSeconds,
-        pids: arm.pids(),
-      },
-    ]);
-    const us = (r!.cpuSeconds / Math.max(1, r!.ok)) * 1e6;
-    log(
-      `  feature ${name}: ${us.toFixed(1)} µs CPU/req, p50 ${r!.latencyMs?.p50.toFixed(3)} ms${failedNote(r!)}`,
-    );
-    return {
-      name,
-      cpuUsPerRequest: us,
-      ok: r!.ok,
-      failed: r!.failed,
-      latencyMs: r!.latencyMs!,
-      rssMaxMiB: r!.rssMaxMiB,
+    const warm: LoadSpec = {
+      mode: 'closed',
+      port: arm.port,
+      path: arm.target('/small'),
+      concurrency: c,
+      seconds: ctx.opts.quick ? 0.3 : 1.5,
+      warmupSeconds: 0,
+      pids: [],
     };
+    let r: Closed;
+    if (ctx.closedTool === 'wrk') {
+      await runLoad(ctx, [warm]);
+      r = await wrkClosed(ctx, arm, '/small', c);
+    } else {
+      const [, m] = await runLoad(ctx, [
+        warm,
+        { ...warm, seconds: ctx.opts.closedSeconds, pids: arm.pids() },
+      ]);
+      r = { concurrency: c, body: '/small', tool: 'node', ...m! };
+    }
+    const us = (r.cpuSeconds / Math.max(1, r.ok)) * 1e6;
+    log(`  feature ${name}: ${us.toFixed(1)} µs CPU/req at ${Math.round(r.rps)} rps${failedNote(r)}`);
+    return { name, cpuUsPerRequest: us, ok: r.ok, failed: r.failed, rps: r.rps, rssMaxMiB: r.rssMaxMiB };
   } finally {
     await arm.stop();
   }
@@ -460,7 +457,7 @@ async function main(): Promise<void> {
         concurrency1k: opts.concurrency1k,
         closedSeconds: opts.closedSeconds,
         closedTool: ctx.closedTool,
-        featureRate: opts.featureRate,
+        featureConcurrency: opts.featureConcurrency,
         tetherCapabilities: ctx.caps,
       },
       arms,

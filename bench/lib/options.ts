@@ -21,7 +21,8 @@ export interface BenchOptions {
   closedSeconds: number;
   closedTool: 'auto' | 'wrk' | 'node';
   features: boolean;
-  featureRate: number;
+  /** Closed-loop concurrency for the per-feature CPU cost. */
+  featureConcurrency: number;
   nginx: string | undefined;
   install: boolean;
   pin: boolean;
@@ -44,6 +45,7 @@ raw JSON to bench/results/ (quick runs: to a temp dir unless --out).
   --seconds S          open-loop measured window per rate (default 6)
   --closed-tool T      auto (wrk if installed, else node; quick: node), wrk or node
   --no-features        skip the per-feature cost runs
+  --features           run them even with --quick
   --nginx PATH         use this nginx binary instead of looking on PATH and in /usr/sbin
   --install            install Debian nginx-light if nginx is missing (root only)
   --no-pin             do not pin processes to cores with taskset
@@ -70,6 +72,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       seconds: { type: 'string' },
       'closed-tool': { type: 'string' },
       'no-features': { type: 'boolean', default: false },
+      features: { type: 'boolean', default: false },
       nginx: { type: 'string' },
       install: { type: 'boolean', default: false },
       'no-pin': { type: 'boolean', default: false },
@@ -108,8 +111,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     concurrency1k: quick ? undefined : 64,
     closedSeconds: quick ? 1 : 4,
     closedTool: tool,
-    features: !quick && !values['no-features'],
-    featureRate: 1000,
+    features: (values.features || !quick) && !values['no-features'],
+    featureConcurrency: 16,
     nginx: values.nginx,
     install: values.install,
     pin: !values['no-pin'],

@@ -1,7 +1,7 @@
 // Turns raw bench runs into the published tables: medians with spread, deltas against direct, per-feature costs, and the issue's targets met or not.
 
 import type { LoadResult } from '../loadgen.ts';
-import { spread, median, type Percentiles, type Spread } from './stats.ts';
+import { spread, median, type Spread } from './stats.ts';
 
 export interface ArmRun {
   /** Spawn to listening (NaN for direct). */
@@ -35,10 +35,11 @@ export interface ArmResult {
 
 export interface FeatureRun {
   name: string;
+  /** Proxy CPU per request at saturation (closed loop). */
   cpuUsPerRequest: number;
   ok: number;
   failed: number;
-  latencyMs: Percentiles;
+  rps: number;
   rssMaxMiB: number;
 }
 
@@ -69,7 +70,7 @@ export interface BenchResult {
     concurrency1k: number | undefined;
     closedSeconds: number;
     closedTool: 'wrk' | 'node';
-    featureRate: number;
+    featureConcurrency: number;
     tetherCapabilities: { accessLogFlag: boolean; tracing: boolean };
   };
   arms: ArmResult[];
@@ -237,7 +238,7 @@ export function checkTargets(res: BenchResult): TargetCheck[] {
 /** Median CPU µs per request of each feature configuration, and its cost over bare. */
 export function featureCosts(
   res: BenchResult,
-): { name: string; us: Spread; delta: Spread; p50: number; failed: number }[] {
+): { name: string; us: Spread; delta: Spread; rps: number; failed: number }[] {
   const names = [...new Set(res.features.runs.map((r) => r.name))];
   const byName = (n: string): FeatureRun[] => res.features.runs.filter((r) => r.name === n);
   const bare = byName('bare');
@@ -248,7 +249,7 @@ export function featureCosts(
       us: spread(runs.map((r) => r.cpuUsPerRequest)),
       // Paired by run index: run i of the feature minus run i of bare.
       delta: spread(runs.map((r, i) => r.cpuUsPerRequest - (bare[i]?.cpuUsPerRequest ?? NaN))),
-      p50: median(runs.map((r) => r.latencyMs.p50)),
+      rps: median(runs.map((r) => r.rps)),
       failed: runs.reduce((s, r) => s + r.failed, 0),
     };
   });
@@ -433,15 +434,15 @@ export function renderMarkdown(res: BenchResult, before?: BenchResult, beforePat
   if (res.features.runs.length || res.features.skipped) {
     const costs = featureCosts(res);
     out.push(
-      `## Cost of each feature (Tether CPU µs per request, open loop at ${int(s.featureRate)} rps, one feature on at a time)`,
+      `## Cost of each feature (Tether CPU µs per request at saturation, closed loop c=${s.featureConcurrency}, one feature on at a time)`,
       '',
       table(
-        ['configuration', 'CPU µs/request', 'over bare (µs)', 'p50 (ms)'],
+        ['configuration', 'CPU µs/request', 'over bare (µs)', 'rps'],
         costs.map((c) => [
           c.name,
           withSpread(c.us, f1),
           c.name === 'bare' ? '–' : withSpread(c.delta, (x) => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`),
-          ms(c.p50) + (c.failed ? ` (${c.failed} failed)` : ''),
+          int(c.rps) + (c.failed ? ` (${c.failed} failed)` : ''),
         ]),
       ),
     );
@@ -499,7 +500,8 @@ export function methodology(res: BenchResult): string {
   measured window, divided by completed requests; RSS idle is read 1s after start with no
   traffic, RSS under load is the largest of the 100 ms samples and the kernel's high-water mark.
 - **Feature costs**: Tether restarted with one feature switched on at a time, CPU per request at
-  ${s.featureRate} rps open loop (${s.openSeconds + 2}s), minus bare's in the same round.
+  saturation (closed loop, c=${s.featureConcurrency}, ${s.closedSeconds}s), minus bare's in the same round. Saturation
+  is the cleanest signal on a shared machine: each wake-up carries many requests.
 - Runs: ${s.runs}, arm order rotated each round so none always goes first.
 `;
 }

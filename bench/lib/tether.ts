@@ -6,7 +6,6 @@ import { fileURLToPath } from 'node:url';
 import { freePort, spawnPinned, tailOf, waitForPort, type Pinning, type Spawned } from './proc.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const SIDECAR = join(ROOT, 'cmd/sidecar.ts');
 const SETTINGS = join(ROOT, 'src/config/sidecar.ts');
 
 /** What the sidecar in this checkout can switch, so the bench never passes a flag it lacks. */
@@ -106,6 +105,8 @@ export async function startTether(
   upstreamPort: number,
   collectorUrl: string,
   extraNodeArgs: readonly string[] = [],
+  /** Another checkout's root (a before/after comparison); default this one. */
+  root: string = ROOT,
 ): Promise<RunningTether> {
   const policy = join(dir, 'policy.yaml');
   writeFileSync(policy, policyFor(f, upstreamPort));
@@ -114,7 +115,7 @@ export async function startTether(
   const args = [
     ...extraNodeArgs,
     '--disable-warning=DEP0060',
-    SIDECAR,
+    join(root, 'cmd/sidecar.ts'),
     '--policy-file',
     policy,
     '--listen',
