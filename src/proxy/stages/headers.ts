@@ -36,9 +36,12 @@ export function prepareRequestHeaders(headers: IncomingHttpHeaders, authorityFor
 
 /** Copies the upstream's response headers without hop-by-hop ones, keeping order, case and duplicates (Set-Cookie). */
 export function responseHeaders(raw: readonly string[]): string[] {
-  const drop = new Set(HOP_BY_HOP);
+  // Copied only when the upstream names extra hop-by-hop headers in Connection (rare): not per response.
+  let drop: ReadonlySet<string> = HOP_BY_HOP;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]?.toLowerCase() === 'connection') for (const t of connectionTokens(raw[i + 1])) drop.add(t);
+    if (raw[i]?.toLowerCase() !== 'connection') continue;
+    const tokens = connectionTokens(raw[i + 1]);
+    if (tokens.length > 0) drop = new Set([...drop, ...tokens]);
   }
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {

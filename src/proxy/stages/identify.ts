@@ -14,7 +14,28 @@ export interface Destination {
   via: 'absolute-uri' | 'host-header' | 'connect-tunnel';
 }
 
-function parseAuthority(authority: string, defaultPort: number): { host: string; port: number } | undefined {
+type Authority = { host: string; port: number; authority: string };
+
+/**
+ * Parsed authorities, per default port: an app talks to a handful of hosts, and URL parsing on
+ * every request was the largest cost of this stage. Bounded: a map is cleared when full.
+ */
+const parsed = new Map<number, Map<string, Authority | null>>();
+const PARSED_MAX = 1024;
+
+function parseAuthority(authority: string, defaultPort: number): Authority | undefined {
+  let cache = parsed.get(defaultPort);
+  if (!cache) parsed.set(defaultPort, (cache = new Map<string, Authority | null>()));
+  let a = cache.get(authority);
+  if (a === undefined) {
+    a = parseUncached(authority, defaultPort) ?? null;
+    if (cache.size >= PARSED_MAX) cache.clear();
+    cache.set(authority, a);
+  }
+  return a ?? undefined;
+}
+
+function parseUncached(authority: string, defaultPort: number): Authority | undefined {
   if (!authority || /[\s/?#@]/.test(authority)) return undefined;
   let url: URL;
   try {
@@ -24,11 +45,12 @@ function parseAuthority(authority: string, defaultPort: number): { host: string;
   }
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
   if (!host) return undefined;
-  return { host, port: url.port ? Number(url.port) : defaultPort };
+  const port = url.port ? Number(url.port) : defaultPort;
+  return { host, port, authority: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}` };
 }
 
-function make(host: string, port: number, path: string, via: Destination['via']): Destination {
-  return { host, port, authority: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`, path, via };
+function make(a: Authority, path: string, via: Destination['via']): Destination {
+  return { host: a.host, port: a.port, authority: a.authority, path, via };
 }
 
 function bad(message: string): TetherError {
@@ -45,7 +67,7 @@ export function identify(req: IncomingMessage, tunnel: string | undefined): Dest
     const a = parseAuthority(tunnel, 80);
     if (!a) throw bad(`CONNECT authority "${tunnel}" is not host:port`);
     const path = url.startsWith('/') || url === '*' ? url : pathOf(url);
-    return make(a.host, a.port, path, 'connect-tunnel');
+    return make(a, path, 'connect-tunnel');
   }
   if (/^https?:\/\//i.test(url)) {
     if (/^https:/i.test(url)) {
@@ -58,7 +80,7 @@ export function identify(req: IncomingMessage, tunnel: string | undefined): Dest
     const authority = slash === -1 ? rest : rest.slice(0, slash);
     const a = parseAuthority(authority, 80);
     if (!a) throw bad(`request URI "${url}" names no usable host`);
-    return make(a.host, a.port, pathOf(url), 'absolute-uri');
+    return make(a, pathOf(url), 'absolute-uri');
   }
   if (url.startsWith('/') || url === '*') {
     const hostHeader = req.headers.host;
@@ -68,7 +90,7 @@ export function identify(req: IncomingMessage, tunnel: string | undefined): Dest
       );
     const a = parseAuthority(hostHeader, 80);
     if (!a) throw bad(`Host header "${hostHeader}" is not host[:port]`);
-    return make(a.host, a.port, url, 'host-header');
+    return make(a, url, 'host-header');
   }
   throw bad(`request-target "${url.slice(0, 100)}" is neither an absolute http:// URI nor a path`);
 }
@@ -85,5 +107,7 @@ function hostOf(absolute: string): string {
   return absolute.replace(/^https?:\/\//i, '').split(/[/?:]/)[0] ?? '';
 }
 
-export const parseConnectAuthority = (authority: string): { host: string; port: number } | undefined =>
-  parseAuthority(authority, 443);
+export function parseConnectAuthority(authority: string): { host: string; port: number } | undefined {
+  const a = parseAuthority(authority, 443);
+  return a && { host: a.host, port: a.port };
+}
