@@ -1,6 +1,6 @@
 // `npm run bench`: starts the upstream and every arm on loopback, measures them side by side in one run, and writes the dated results (Markdown + raw JSON).
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -145,7 +145,16 @@ function tetherArm(ctx: Ctx, id: string, label: string, f: TetherFeatures): ArmD
     label,
     start: async () => {
       const dir = mkdtempSync(join(ctx.dir, `${id.replace(/\W+/g, '-')}-`));
-      const t = await startTether(f, ctx.caps, ctx.pin, dir, ctx.upstreamPort, ctx.collector.url);
+      const t = await startTether(
+        f,
+        ctx.caps,
+        ctx.pin,
+        dir,
+        ctx.upstreamPort,
+        ctx.collector.url,
+        [],
+        ctx.opts.tetherRoot,
+      );
       return {
         port: t.port,
         startupMs: t.startupMs,
@@ -336,6 +345,15 @@ async function measureFeature(ctx: Ctx, name: string, f: TetherFeatures): Promis
   }
 }
 
+/** This checkout's commit, marked when the tree has uncommitted changes under src/ or cmd/. */
+function checkout(): string {
+  const git = (args: string[]): string =>
+    spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' }).stdout?.trim() ?? '';
+  const head = git(['rev-parse', '--short', 'HEAD']) || 'unknown commit';
+  const dirty = git(['status', '--porcelain', '--', 'src', 'cmd']) !== '';
+  return `commit ${head}${dirty ? ' with uncommitted changes in src/ or cmd/' : ''}`;
+}
+
 function machine(pin: Pinning, nginx: NginxLookup, wrk: string | undefined): BenchResult['machine'] {
   let cpuinfo = '';
   try {
@@ -459,6 +477,7 @@ async function main(): Promise<void> {
         closedTool: ctx.closedTool,
         featureConcurrency: opts.featureConcurrency,
         tetherCapabilities: ctx.caps,
+        tether: opts.tetherRoot ?? checkout(),
       },
       arms,
       features,

@@ -1,5 +1,6 @@
 // The bench's command line: what `npm run bench -- [options]` accepts, with the quick and full presets.
 
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 export const ARM_IDS = ['direct', 'nginx', 'tether-bare', 'tether-prod'] as const;
@@ -29,6 +30,8 @@ export interface BenchOptions {
   out: string | undefined;
   label: string | undefined;
   compare: string | undefined;
+  /** Another checkout (cmd/ and src/) to run as Tether, for a before/after of the whole bench. */
+  tetherRoot: string | undefined;
   help: boolean;
 }
 
@@ -52,6 +55,7 @@ raw JSON to bench/results/ (quick runs: to a temp dir unless --out).
   --out DIR            where results go (default bench/results, quick: a temp dir)
   --label NAME         added to the result file names and title (e.g. before-optimisation)
   --compare FILE.json  add a before/after section against an earlier result
+  --tether-root DIR    run the Tether arms from another checkout (its cmd/ and src/; a "before")
 `;
 
 function numbers(raw: string, what: string): number[] {
@@ -79,6 +83,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       out: { type: 'string' },
       label: { type: 'string' },
       compare: { type: 'string' },
+      'tether-root': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -119,6 +124,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     out: values.out,
     label: values.label,
     compare: values.compare,
+    tetherRoot: values['tether-root'] ? resolve(values['tether-root']) : undefined,
     help: values.help,
   };
 }

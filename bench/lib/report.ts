@@ -72,6 +72,8 @@ export interface BenchResult {
     closedTool: 'wrk' | 'node';
     featureConcurrency: number;
     tetherCapabilities: { accessLogFlag: boolean; tracing: boolean };
+    /** The checkout measured as Tether: this one at `commit`, or another tree (--tether-root). */
+    tether: string;
   };
   arms: ArmResult[];
   features: { runs: FeatureRun[]; skipped?: Record<string, string> };
@@ -308,7 +310,7 @@ export function renderMarkdown(res: BenchResult, before?: BenchResult, beforePat
   out.push(
     `Machine: ${m.nproc} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}, nginx ${m.nginx}, wrk ${m.wrk}.`,
     `Pinning: ${m.pinning}. Load average (1/5/15 min) at start ${m.loadAverageStart.map((l) => l.toFixed(2)).join(' ')}, at end ${m.loadAverageEnd.map((l) => l.toFixed(2)).join(' ')}.`,
-    `Runs per arm: ${s.runs}; each cell is the median over runs, with (min–max) where shown.`,
+    `Tether measured: ${s.tether}. Runs per arm: ${s.runs}; each cell is the median over runs, with (min–max) where shown.`,
     '',
   );
   const missing = res.arms.filter((a) => a.missing);
