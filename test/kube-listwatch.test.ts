@@ -77,7 +77,7 @@ describe('ConfigMap list+watch', () => {
     }
   });
 
-  test('a 410 Gone ERROR event inside the watch (#3020) makes it relist, not stall', async () => {
+  test('a 410 Gone ERROR event inside a 200 watch stream (client-node#781) makes it relist, not stall', async () => {
     api.requests.length = 0;
     api.setConfigMap({
       namespace: 'app',

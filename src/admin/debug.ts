@@ -97,6 +97,10 @@ export function policyPage(store: PolicyStore): Record<string, unknown> {
           problems: st.lastError.problems.map((p) => formatProblem(p)),
         }
       : null,
+    // Set while a source waits for its first sync (readiness reports the same reason).
+    pending: st.pending,
+    // The source's own state: for the Kubernetes source, each ConfigMap's state, resourceVersion and watch health.
+    ...(st.detail !== null ? { detail: st.detail } : {}),
     policy,
   };
 }

@@ -11,7 +11,7 @@ export interface ListWatchOptions {
    * A watch that delivers nothing (no event, no bookmark) for this long is presumed dead and
    * restarted from the last resourceVersion. The API server sends a bookmark about once a minute
    * (kubernetes#90249), so a live watch is never silent for long; a half-open TCP connection can
-   * otherwise hang for the kernel's ~15 minute retransmission timeout (client-node#364, #596).
+   * otherwise hang for the kernel's ~15 minute retransmission timeout (client-node#364, #596, #3020).
    */
   idleMs: number;
   /** Server-side watch length; each watch asks for a random length in [min, 2·min) so that many pods do not reconnect in step (client-go does the same). */
