@@ -199,6 +199,25 @@ describe('ConfigMap list+watch', () => {
     }
   });
 
+  test('a list the API server never answers is abandoned after the request timeout and retried', async () => {
+    api.requests.length = 0;
+    let hang = true;
+    api.onList = () => hang; // hold the request open, never answer
+    const { lw } = watcher(api, { requestTimeoutMs: 300 });
+    const started = performance.now();
+    lw.start();
+    try {
+      await eventually(() => api.lists().length >= 2, 3000, 'a second list attempt');
+      assert.ok(performance.now() - started >= 300, 'not before the timeout');
+      assert.match(lw.state().lastError ?? '', /list ConfigMap app\/tether-policy: no answer in time/);
+      hang = false;
+      await eventually(() => lw.state().synced, 3000, 'the sync once the server answers');
+    } finally {
+      api.onList = () => false;
+      await lw.stop();
+    }
+  });
+
   test('backoff delays: equal jitter between half the ceiling and the ceiling, capped', () => {
     const mk = (r: number) =>
       new ListWatch(
