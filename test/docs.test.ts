@@ -8,7 +8,12 @@ import { loadPolicyText } from '../src/policy/load.ts';
 import { formatProblem } from '../src/policy/validate.ts';
 
 const root = new URL('..', import.meta.url).pathname;
-const docs = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const docs = [
+  'README.md',
+  ...readdirSync(join(root, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 
 test('every TrafficPolicy example in the docs is valid', () => {
   let examples = 0;
@@ -19,7 +24,10 @@ test('every TrafficPolicy example in the docs is valid', () => {
       if (!block.includes('kind: TrafficPolicy')) continue;
       examples++;
       const r = loadPolicyText(block);
-      assert.ok(r.ok, `${doc}: example is invalid:\n${r.ok ? '' : r.problems.map((p) => formatProblem(p)).join('\n')}`);
+      assert.ok(
+        r.ok,
+        `${doc}: example is invalid:\n${r.ok ? '' : r.problems.map((p) => formatProblem(p)).join('\n')}`,
+      );
     }
   }
   assert.ok(examples >= 2, `found only ${examples} examples`);

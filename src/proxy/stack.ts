@@ -178,7 +178,12 @@ function hostHeader(d: Destination): string {
   return d.host.includes(':') ? `[${d.host}]` : d.host;
 }
 
-function rescue(res: ServerResponse, record: RequestRecord, err: unknown, observer: Required<Observer>): void {
+function rescue(
+  res: ServerResponse,
+  record: RequestRecord,
+  err: unknown,
+  observer: Required<Observer>,
+): void {
   const e = asTetherError(err, record.plan?.destination.authority);
   if (e.word === 'circuit_open' || e.word === 'overloaded') {
     record.attempts = 0;
