@@ -14,6 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { startCollector } from './lib/collector.ts';
 import {
   choosePinning,
+  pinned,
+  track,
   cpuSecondsAll,
   freePort,
   spawnPinned,
@@ -29,11 +31,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 async function load(pin: Pinning, specs: LoadSpec[]): Promise<LoadResult[]> {
   const args = ['--disable-warning=DEP0060', join(ROOT, 'bench/loadgen.ts'), JSON.stringify(specs)];
-  const [file, argv] =
-    pin.taskset && pin.loadCore !== undefined
-      ? [pin.taskset, ['-c', pin.loadCore, process.execPath, ...args]]
-      : [process.execPath, args];
-  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [file, argv] = pinned(pin, pin.loadCore, process.execPath, args);
+  const child = track(spawn(file, argv, { stdio: ['ignore', 'pipe', 'inherit'] }));
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   await new Promise((r) => child.once('close', r));
@@ -69,7 +68,7 @@ async function main(): Promise<void> {
   if (!wrk) throw new Error('bench/ab.ts needs wrk for the closed loop (apt-get install wrk)');
   const f = values.config === 'production' ? PRODUCTION : BARE;
   const caps = tetherCapabilities();
-  const pin = choosePinning(cpus().length, false);
+  const pin = choosePinning(cpus().length, false, -10);
   const dir = mkdtempSync(join(tmpdir(), 'tether-ab-'));
   const upstreamPort = await freePort();
   const upstream = spawnPinned(

@@ -130,7 +130,7 @@ async function main(): Promise<void> {
   if (why) throw new Error(`--config ${values.config}: ${why}`);
   const wrk = findWrk();
   if (!wrk) throw new Error('profiling needs wrk (apt-get install wrk)');
-  const pin = choosePinning(cpus().length, false);
+  const pin = choosePinning(cpus().length, false, -10);
   const dir = mkdtempSync(join(tmpdir(), 'tether-profile-'));
   const profDir = join(dir, 'prof');
   const upstreamPort = await freePort();

@@ -10,6 +10,9 @@ import { findNginx, startNginx, type NginxLookup } from './lib/nginx.ts';
 import { parseOptions, USAGE, type BenchOptions } from './lib/options.ts';
 import {
   choosePinning,
+  killAll,
+  pinned,
+  track,
   cpuSecondsAll,
   freePort,
   memory,
@@ -81,11 +84,8 @@ async function runLoad(
 ): Promise<LoadResult[]> {
   const args = ['--disable-warning=DEP0060', LOADGEN, JSON.stringify(specs)];
   const { pin } = ctx;
-  const [file, argv] =
-    pin.taskset && pin.loadCore !== undefined
-      ? [pin.taskset, ['-c', pin.loadCore, process.execPath, ...args]]
-      : [process.execPath, args];
-  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [file, argv] = pinned(pin, pin.loadCore, process.execPath, args);
+  const child = track(spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] }));
   const results: LoadResult[] = [];
   let pending = '';
   let err = '';
@@ -396,7 +396,7 @@ async function main(): Promise<void> {
     process.stderr.write('bench: --closed-tool wrk: wrk is not installed (apt-get install wrk)\n');
     process.exit(64);
   }
-  const pin = choosePinning(cpus().length, !opts.pin);
+  const pin = choosePinning(cpus().length, !opts.pin, opts.nice);
   log(`${pin.note}; closed loop with ${wrk ? 'wrk' : 'the Node generator'}`);
 
   const dir = mkdtempSync(join(tmpdir(), 'tether-bench-'));
@@ -414,7 +414,12 @@ async function main(): Promise<void> {
     await collector.close();
     rmSync(dir, { recursive: true, force: true });
   };
-  const onSignal = (): void => void cleanup().then(() => process.exit(130));
+  // Interrupted: every process the bench started goes at once, the arm under test included.
+  const onSignal = (): void => {
+    killAll();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(130);
+  };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {

@@ -27,6 +27,8 @@ export interface BenchOptions {
   nginx: string | undefined;
   install: boolean;
   pin: boolean;
+  /** nice value for the bench's processes; undefined leaves priorities alone. */
+  nice: number | undefined;
   out: string | undefined;
   label: string | undefined;
   compare: string | undefined;
@@ -52,6 +54,8 @@ raw JSON to bench/results/ (quick runs: to a temp dir unless --out).
   --nginx PATH         use this nginx binary instead of looking on PATH and in /usr/sbin
   --install            install Debian nginx-light if nginx is missing (root only)
   --no-pin             do not pin processes to cores with taskset
+  --nice N|off         priority of the bench's processes (default -10 when root, so other work on a
+                       shared machine cannot take the proxy's core; off leaves priorities alone)
   --out DIR            where results go (default bench/results, quick: a temp dir)
   --label NAME         added to the result file names and title (e.g. before-optimisation)
   --compare FILE.json  add a before/after section against an earlier result
@@ -63,6 +67,13 @@ function numbers(raw: string, what: string): number[] {
   if (v.some((n) => !Number.isFinite(n) || n <= 0))
     throw new Error(`${what}: "${raw}" is not a list of positive numbers`);
   return v;
+}
+
+function niceValue(raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < -20 || n > 19)
+    throw new Error(`--nice: "${raw}" is not a nice value (-20..19) or off`);
+  return n;
 }
 
 export function parseOptions(argv: readonly string[]): BenchOptions {
@@ -80,6 +91,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       nginx: { type: 'string' },
       install: { type: 'boolean', default: false },
       'no-pin': { type: 'boolean', default: false },
+      nice: { type: 'string' },
       out: { type: 'string' },
       label: { type: 'string' },
       compare: { type: 'string' },
@@ -121,6 +133,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     nginx: values.nginx,
     install: values.install,
     pin: !values['no-pin'],
+    nice: values.nice === 'off' ? undefined : values.nice ? niceValue(values.nice) : -10,
     out: values.out,
     label: values.label,
     compare: values.compare,

@@ -123,34 +123,95 @@ export async function waitForPort(
   throw new Error(`${what} did not listen on 127.0.0.1:${port} within ${ms}ms`);
 }
 
-/** Which cores the bench processes run on; `undefined` cores mean "not pinned". */
+/** Which cores the bench processes run on, and at what priority; `undefined` cores mean "not pinned". */
 export interface Pinning {
   taskset: string | undefined;
   proxyCore: string | undefined;
   loadCore: string | undefined;
+  /** nice value for every bench process (negative needs root), or undefined to leave it alone. */
+  nice: number | undefined;
   note: string;
 }
 
-export function choosePinning(cores: number, noPin: boolean): Pinning {
+/**
+ * On a machine shared with other work, the proxy's core is not its own: builds scheduled there
+ * take most of it and the numbers measure the neighbours. As root the bench raises its processes'
+ * priority (nice -10: about nine times a normal process's share) — the neighbours still run, and
+ * the proxy gets the core a sidecar would have.
+ */
+export function choosePinning(cores: number, noPin: boolean, nice: number | undefined): Pinning {
   const taskset = findExecutable('taskset', ['/usr/bin/taskset']);
+  const canNice =
+    nice !== undefined &&
+    (nice >= 0 || process.getuid?.() === 0) &&
+    findExecutable('nice', ['/usr/bin/nice']);
+  const niceValue = canNice ? nice : undefined;
+  const prio =
+    niceValue !== undefined
+      ? `; bench processes at nice ${niceValue}`
+      : nice !== undefined && nice < 0
+        ? '; not root, so priorities left alone'
+        : '';
   if (noPin)
     return {
       taskset: undefined,
       proxyCore: undefined,
       loadCore: undefined,
-      note: 'pinning disabled (--no-pin)',
+      nice: niceValue,
+      note: `pinning disabled (--no-pin)${prio}`,
     };
   if (!taskset)
-    return { taskset, proxyCore: undefined, loadCore: undefined, note: 'taskset not found: nothing pinned' };
+    return {
+      taskset,
+      proxyCore: undefined,
+      loadCore: undefined,
+      nice: niceValue,
+      note: `taskset not found: nothing pinned${prio}`,
+    };
   if (cores < 2)
-    return { taskset, proxyCore: undefined, loadCore: undefined, note: `${cores} core: nothing pinned` };
+    return {
+      taskset,
+      proxyCore: undefined,
+      loadCore: undefined,
+      nice: niceValue,
+      note: `${cores} core: nothing pinned${prio}`,
+    };
   const last = String(cores - 1);
   return {
     taskset,
     proxyCore: '0',
     loadCore: cores > 2 ? `1-${last}` : last,
-    note: `proxy under test on core 0 alone; load generator, upstream and bench driver on core${cores > 2 ? `s 1-${last}` : ` ${last}`}`,
+    nice: niceValue,
+    note: `proxy under test on core 0 alone; load generator, upstream and bench driver on core${cores > 2 ? `s 1-${last}` : ` ${last}`}${prio}`,
   };
+}
+
+/** The argv that runs `cmd` on `core` at the bench's priority; nice and taskset both exec, so the pid is the command's. */
+export function pinned(
+  pin: Pinning,
+  core: string | undefined,
+  cmd: string,
+  args: readonly string[],
+): [string, string[]] {
+  let argv = [cmd, ...args];
+  if (pin.taskset && core !== undefined) argv = [pin.taskset, '-c', core, ...argv];
+  if (pin.nice !== undefined) argv = ['nice', '-n', String(pin.nice), ...argv];
+  return [argv[0]!, argv.slice(1)];
+}
+
+/** Every child the bench started and that is still running: an interrupted bench kills them all. */
+const live = new Set<ChildProcess>();
+
+export function track<T extends ChildProcess>(child: T): T {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  child.once('error', () => live.delete(child));
+  return child;
+}
+
+export function killAll(): void {
+  for (const c of live) c.kill('SIGKILL');
+  live.clear();
 }
 
 export interface Spawned {
@@ -171,10 +232,8 @@ export function spawnPinned(
   env?: NodeJS.ProcessEnv,
 ): Spawned {
   const fd = openSync(logFile, 'a');
-  const [file, argv] =
-    pin.taskset && core !== undefined ? [pin.taskset, ['-c', core, cmd, ...args]] : [cmd, [...args]];
-  // taskset execs the command, so the child's pid is the command's own pid.
-  const child = spawn(file, argv, { stdio: ['ignore', fd, fd], env: env ?? process.env });
+  const [file, argv] = pinned(pin, core, cmd, args);
+  const child = track(spawn(file, argv, { stdio: ['ignore', fd, fd], env: env ?? process.env }));
   closeSync(fd);
   let running = true;
   const exited = new Promise<number | null>((resolve) => {

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findExecutable, type Pinning } from './proc.ts';
+import { findExecutable, pinned, track, type Pinning } from './proc.ts';
 
 export const findWrk = (): string | undefined => findExecutable('wrk', ['/usr/bin/wrk']);
 
@@ -37,11 +37,8 @@ export async function runWrk(
     script,
     `http://127.0.0.1:${port}/`,
   ];
-  const [file, argv] =
-    pin.taskset && pin.loadCore !== undefined
-      ? [pin.taskset, ['-c', pin.loadCore, wrk, ...args]]
-      : [wrk, args];
-  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [file, argv] = pinned(pin, pin.loadCore, wrk, args);
+  const child = track(spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (out += c.toString()));
