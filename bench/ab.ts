@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { startCollector } from './lib/collector.ts';
 import {
   choosePinning,
+  rssAll,
   pinned,
   track,
   cpuSecondsAll,
@@ -43,6 +44,8 @@ async function load(pin: Pinning, specs: LoadSpec[]): Promise<LoadResult[]> {
 }
 
 interface Sample {
+  /** RSS right after the closed-loop run. */
+  rssMiB: number;
   openUs: number;
   closedUs: number;
   closedRps: number;
@@ -59,11 +62,18 @@ async function main(): Promise<void> {
       rate: { type: 'string', default: '1000' },
       seconds: { type: 'string', default: '5' },
       config: { type: 'string', default: 'bare' },
+      'env-a': { type: 'string', multiple: true, default: [] },
+      'env-b': { type: 'string', multiple: true, default: [] },
     },
   });
   if (!values.a || !values.b)
-    throw new Error('usage: node bench/ab.ts --a DIR --b DIR [--rounds 5] [--rate 1000] [--seconds 5]');
+    throw new Error(
+      'usage: node bench/ab.ts --a DIR --b DIR [--rounds 5] [--rate 1000] [--seconds 5] [--config bare|production] [--env-a K=V]… [--env-b K=V]…',
+    );
   const sides = { A: resolve(values.a), B: resolve(values.b) };
+  const envOf = (list: string[]): Record<string, string> =>
+    Object.fromEntries(list.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const envs = { A: envOf(values['env-a']), B: envOf(values['env-b']) };
   const wrk = findWrk();
   if (!wrk) throw new Error('bench/ab.ts needs wrk for the closed loop (apt-get install wrk)');
   const f = values.config === 'production' ? PRODUCTION : BARE;
@@ -95,6 +105,7 @@ async function main(): Promise<void> {
           collector.url,
           [],
           sides[side],
+          envs[side],
         );
         try {
           const path = `http://127.0.0.1:${upstreamPort}/small`;
@@ -113,12 +124,14 @@ async function main(): Promise<void> {
           const cpu0 = cpuSecondsAll(t.pids());
           const closed = await runWrk(wrk, pin, dir, t.port, path, 16, seconds);
           const closedCpu = cpuSecondsAll(t.pids()) - cpu0;
+          const rss = rssAll(t.pids());
           const s: Sample = {
             openUs: (open!.cpuSeconds / open!.ok) * 1e6,
             closedUs: (closedCpu / closed.ok) * 1e6,
             closedRps: closed.rps,
             p50: open!.latencyMs!.p50,
             failed: open!.failed + closed.failed,
+            rssMiB: rss,
           };
           results[side].push(s);
           process.stderr.write(
@@ -150,6 +163,7 @@ async function main(): Promise<void> {
       line('CPU µs/request, closed loop c=16', 'closedUs', 1),
       line('closed-loop rps c=16', 'closedRps', 0),
       line(`p50 ms at ${values.rate} rps`, 'p50', 3),
+      line('RSS after load, MiB', 'rssMiB', 1),
       '',
     ].join('\n'),
   );

@@ -313,7 +313,7 @@ function featureConfigs(): { name: string; features: TetherFeatures }[] {
  * signal on a shared machine — every wake-up carries many requests, and the core is busy with
  * nothing but this proxy's work.
  */
-async function measureFeature(ctx: Ctx, name: string, f: TetherFeatures): Promise<FeatureRun> {
+async function measureFeature(ctx: Ctx, name: string, f: TetherFeatures, round: number): Promise<FeatureRun> {
   const arm = await tetherArm(ctx, `feature-${name}`, name, f).start();
   const c = ctx.opts.featureConcurrency;
   try {
@@ -339,7 +339,16 @@ async function measureFeature(ctx: Ctx, name: string, f: TetherFeatures): Promis
     }
     const us = (r.cpuSeconds / Math.max(1, r.ok)) * 1e6;
     log(`  feature ${name}: ${us.toFixed(1)} µs CPU/req at ${Math.round(r.rps)} rps${failedNote(r)}`);
-    return { name, cpuUsPerRequest: us, ok: r.ok, failed: r.failed, rps: r.rps, rssMaxMiB: r.rssMaxMiB };
+    return {
+      name,
+      round,
+      cpuUsPerRequest: us,
+      baselineUs: NaN,
+      ok: r.ok,
+      failed: r.failed,
+      rps: r.rps,
+      rssMaxMiB: r.rssMaxMiB,
+    };
   } finally {
     await arm.stop();
   }
@@ -384,6 +393,14 @@ async function main(): Promise<void> {
   }
   if (opts.help) {
     process.stdout.write(USAGE);
+    return;
+  }
+  if (opts.render) {
+    const res = JSON.parse(readFileSync(opts.render, 'utf8')) as BenchResult;
+    const before = opts.compare ? (JSON.parse(readFileSync(opts.compare, 'utf8')) as BenchResult) : undefined;
+    const md = renderMarkdown(res, before, opts.compare);
+    writeFileSync(opts.render.replace(/\.json$/, '.md'), md);
+    process.stdout.write(md);
     return;
   }
   const started = new Date();
@@ -456,10 +473,24 @@ async function main(): Promise<void> {
         if (why) (features.skipped ??= {})[c.name] = why;
         return !why;
       });
+      // Bare runs bracket every two features, and each feature is charged against the mean of
+      // the bare runs on either side: on a shared machine the baseline drifts within a round.
+      const bare = configs.find((c) => c.name === 'bare')!;
+      const others = configs.filter((c) => c !== bare);
       for (let run = 0; run < opts.runs; run++) {
         log(`feature costs, round ${run + 1}/${opts.runs}`);
-        const order = configs.map((_, i) => configs[(i + run) % configs.length]!);
-        for (const c of order) features.runs.push(await measureFeature(ctx, c.name, c.features));
+        const order = others.map((_, i) => others[(i + run) % others.length]!);
+        let before = await measureFeature(ctx, bare.name, bare.features, run);
+        features.runs.push(before);
+        for (let i = 0; i < order.length; i += 2) {
+          const pair: FeatureRun[] = [];
+          for (const c of order.slice(i, i + 2))
+            pair.push(await measureFeature(ctx, c.name, c.features, run));
+          const after = await measureFeature(ctx, bare.name, bare.features, run);
+          for (const f of pair) f.baselineUs = (before.cpuUsPerRequest + after.cpuUsPerRequest) / 2;
+          features.runs.push(...pair, after);
+          before = after;
+        }
       }
     }
     m.loadAverageEnd = loadavg();

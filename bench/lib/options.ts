@@ -34,6 +34,8 @@ export interface BenchOptions {
   compare: string | undefined;
   /** Another checkout (cmd/ and src/) to run as Tether, for a before/after of the whole bench. */
   tetherRoot: string | undefined;
+  /** Re-render the Markdown of an earlier raw JSON result, measuring nothing. */
+  render: string | undefined;
   help: boolean;
 }
 
@@ -47,7 +49,7 @@ raw JSON to bench/results/ (quick runs: to a temp dir unless --out).
   --runs N             runs per arm; medians and spread are reported (default 3)
   --arms LIST          comma-separated subset of ${ARM_IDS.join(',')}
   --rates LIST         open-loop rates in requests/s (default 500,1000,2000)
-  --seconds S          open-loop measured window per rate (default 6)
+  --seconds S          open-loop measured window per rate (default 5)
   --closed-tool T      auto (wrk if installed, else node; quick: node), wrk or node
   --no-features        skip the per-feature cost runs
   --features           run them even with --quick
@@ -60,6 +62,7 @@ raw JSON to bench/results/ (quick runs: to a temp dir unless --out).
   --label NAME         added to the result file names and title (e.g. before-optimisation)
   --compare FILE.json  add a before/after section against an earlier result
   --tether-root DIR    run the Tether arms from another checkout (its cmd/ and src/; a "before")
+  --render FILE.json   write FILE.md again from its raw results (with --compare), measuring nothing
 `;
 
 function numbers(raw: string, what: string): number[] {
@@ -96,6 +99,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       label: { type: 'string' },
       compare: { type: 'string' },
       'tether-root': { type: 'string' },
+      render: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -122,9 +126,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     // Quick keeps the rate low: the smoke test checks the harness works, and an overloaded proxy on a busy CI machine must not fail it.
     rates: values.rates ? numbers(values.rates, '--rates') : quick ? [200] : [500, 1000, 2000],
     rate1k: quick ? undefined : 1000,
-    openSeconds: values.seconds ? numbers(values.seconds, '--seconds')[0]! : quick ? 0.5 : 6,
+    openSeconds: values.seconds ? numbers(values.seconds, '--seconds')[0]! : quick ? 0.5 : 5,
     warmupSeconds: quick ? 0.2 : 1,
-    concurrencies: quick ? [16] : [1, 16, 64],
+    concurrencies: quick ? [16] : [16, 64],
     concurrency1k: quick ? undefined : 64,
     closedSeconds: quick ? 1 : 4,
     closedTool: tool,
@@ -138,6 +142,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     label: values.label,
     compare: values.compare,
     tetherRoot: values['tether-root'] ? resolve(values['tether-root']) : undefined,
+    render: values.render,
     help: values.help,
   };
 }

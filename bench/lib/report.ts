@@ -35,6 +35,10 @@ export interface ArmResult {
 
 export interface FeatureRun {
   name: string;
+  /** Which round (0-based) it ran in. */
+  round: number;
+  /** Mean CPU µs/request of the bare runs just before and after it (NaN for bare itself). */
+  baselineUs: number;
   /** Proxy CPU per request at saturation (closed loop). */
   cpuUsPerRequest: number;
   ok: number;
@@ -142,6 +146,25 @@ export function maxThroughput(
   return best;
 }
 
+/**
+ * What one core of this proxy can carry: 1 / (CPU seconds per request) at saturation, the best over
+ * the concurrency levels (median over runs). Unlike measured throughput it does not stop at what
+ * the load side (generator and upstream on the other core) can feed, which caps nginx here.
+ */
+export function capacity(arm: ArmResult, concurrencies: readonly number[]): number {
+  let best = NaN;
+  for (const c of concurrencies) {
+    const m = spread(
+      arm.runs.map((r) => {
+        const x = r.closed.find((k) => k.concurrency === c && k.body === '/small');
+        return x && x.ok > 0 && x.cpuSeconds > 0 ? x.ok / x.cpuSeconds : NaN;
+      }),
+    ).median;
+    if (!(m <= best)) best = m;
+  }
+  return best;
+}
+
 export function failures(arm: ArmResult): number {
   return arm.runs.reduce(
     (s, r) =>
@@ -194,6 +217,9 @@ export function checkTargets(res: BenchResult): TargetCheck[] {
   const mine = maxThroughput(arm, res.settings.concurrencies);
   const theirs = nginx ? maxThroughput(nginx, res.settings.concurrencies) : undefined;
   const ratio = theirs ? mine.rps / theirs.rps : NaN;
+  const myCap = capacity(arm, res.settings.concurrencies);
+  const theirCap = nginx ? capacity(nginx, res.settings.concurrencies) : NaN;
+  const capRatio = myCap / theirCap;
   const le = (x: number, t: number): boolean | undefined => (Number.isFinite(x) ? x <= t : undefined);
   return [
     {
@@ -227,12 +253,12 @@ export function checkTargets(res: BenchResult): TargetCheck[] {
       met: le(load, TARGETS.loadRssMiB),
     },
     {
-      what: 'max throughput vs nginx',
+      what: 'max throughput vs nginx (per core of CPU)',
       target: `≥ ${TARGETS.throughputVsNginx}×`,
       measured: theirs
-        ? `${f3(ratio)}× (${int(mine.rps)} vs ${int(theirs.rps)} rps)`
+        ? `${f3(capRatio)}× (${int(myCap)} vs ${int(theirCap)} requests per CPU-second); as measured ${f3(ratio)}× (${int(mine.rps)} vs ${int(theirs.rps)} rps, nginx held back by the load side)`
         : `nginx did not run: ${res.arms.find((a) => a.id === 'nginx')?.missing ?? 'not requested'}`,
-      met: Number.isFinite(ratio) ? ratio >= TARGETS.throughputVsNginx : undefined,
+      met: Number.isFinite(capRatio) ? capRatio >= TARGETS.throughputVsNginx : undefined,
     },
   ];
 }
@@ -243,14 +269,13 @@ export function featureCosts(
 ): { name: string; us: Spread; delta: Spread; rps: number; failed: number }[] {
   const names = [...new Set(res.features.runs.map((r) => r.name))];
   const byName = (n: string): FeatureRun[] => res.features.runs.filter((r) => r.name === n);
-  const bare = byName('bare');
   return names.map((name) => {
     const runs = byName(name);
     return {
       name,
       us: spread(runs.map((r) => r.cpuUsPerRequest)),
-      // Paired by run index: run i of the feature minus run i of bare.
-      delta: spread(runs.map((r, i) => r.cpuUsPerRequest - (bare[i]?.cpuUsPerRequest ?? NaN))),
+      // Against the bare runs that bracketed it in the same round.
+      delta: spread(runs.map((r) => r.cpuUsPerRequest - r.baselineUs)),
       rps: median(runs.map((r) => r.rps)),
       failed: runs.reduce((s, r) => s + r.failed, 0),
     };
@@ -389,6 +414,8 @@ export function renderMarkdown(res: BenchResult, before?: BenchResult, beforePat
     ...s.concurrencies.map((c) => `c=${c}`),
     ...(s.concurrency1k !== undefined ? [`1 KiB, c=${s.concurrency1k}`] : []),
     'vs nginx',
+    'requests per CPU-second',
+    'vs nginx (per CPU)',
   ];
   out.push(
     `## Closed-loop throughput (requests/s, ${s.closedTool === 'wrk' ? 'wrk -t1' : 'the Node generator'}, ${s.closedSeconds}s per level)`,
@@ -402,6 +429,10 @@ export function renderMarkdown(res: BenchResult, before?: BenchResult, beforePat
           ...s.concurrencies.map((c) => withSpread(closedRps(a, c, '/small'), int)),
           ...(s.concurrency1k !== undefined ? [withSpread(closedRps(a, s.concurrency1k, '/1k'), int)] : []),
           nginx && a.id !== 'direct' ? `${f3(best.rps / maxThroughput(nginx, s.concurrencies).rps)}×` : '',
+          a.id === 'direct' ? '' : int(capacity(a, s.concurrencies)),
+          nginx && a.id !== 'direct'
+            ? `${f3(capacity(a, s.concurrencies) / capacity(nginx, s.concurrencies))}×`
+            : '',
         ];
       }),
     ),
@@ -496,14 +527,19 @@ export function methodology(res: BenchResult): string {
   anything else running on the machine (see load average above).
 - **Closed loop** (throughput): ${s.closedTool === 'wrk' ? '`wrk -t1`' : 'the Node generator'} at concurrency ${s.concurrencies.join(', ')}
   for ${s.closedSeconds}s each; the best level is the arm's maximum throughput. With two cores the load
-  generator and upstream share one core, so the direct arm's number is the ceiling any proxy
-  can show here.
+  generator and upstream share one core, so the direct arm's number is the ceiling any proxy can
+  show here, and a fast proxy (nginx) is held back by that side, not by its own core. "Requests
+  per CPU-second" (1 / the proxy's CPU time per request at saturation) is what one core of the
+  proxy can carry; the throughput target is judged on it, the stricter of the two.
 - **CPU and memory**: user+system ticks of the proxy process(es) from \`/proc/PID/stat\` over each
   measured window, divided by completed requests; RSS idle is read 1s after start with no
   traffic, RSS under load is the largest of the 100 ms samples and the kernel's high-water mark.
 - **Feature costs**: Tether restarted with one feature switched on at a time, CPU per request at
-  saturation (closed loop, c=${s.featureConcurrency}, ${s.closedSeconds}s), minus bare's in the same round. Saturation
-  is the cleanest signal on a shared machine: each wake-up carries many requests.
+  saturation (closed loop, c=${s.featureConcurrency}, ${s.closedSeconds}s), minus the mean of the bare runs just before and
+  after it (bare runs bracket every two features, so a drifting machine moves both). Saturation is
+  the cleanest signal on a shared machine — each wake-up carries many requests — but it batches
+  what a lower rate would not (access-log writes, span exports): the bare and production arms'
+  CPU at 1,000 rps above is the cost at a realistic rate.
 - Runs: ${s.runs}, arm order rotated each round so none always goes first.
 `;
 }

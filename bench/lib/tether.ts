@@ -107,6 +107,8 @@ export async function startTether(
   extraNodeArgs: readonly string[] = [],
   /** Another checkout's root (a before/after comparison); default this one. */
   root: string = ROOT,
+  /** Extra environment (NODE_OPTIONS, say) for this sidecar only. */
+  extraEnv: Readonly<Record<string, string>> = {},
 ): Promise<RunningTether> {
   const policy = join(dir, 'policy.yaml');
   writeFileSync(policy, policyFor(f, upstreamPort));
@@ -126,6 +128,7 @@ export async function startTether(
   ];
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('OTEL_') || k.startsWith('TETHER_')) delete env[k];
+  Object.assign(env, extraEnv);
   if (caps.tracing) {
     if (f.tracing === undefined) env.OTEL_SDK_DISABLED = 'true';
     else {
