@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -45,8 +45,13 @@ interface SidecarProcess {
   stop(): Promise<void>;
 }
 
-async function startSidecarProcess(dir: string, args: string[]): Promise<SidecarProcess> {
-  const logFile = join(dir, 'sidecar.log');
+async function startSidecarProcess(
+  dir: string,
+  args: string[],
+  env: Record<string, string> = {},
+  logName = 'sidecar.log',
+): Promise<SidecarProcess> {
+  const logFile = join(dir, logName);
   const proc = spawnManaged(
     'tether-sidecar',
     process.execPath,
@@ -61,7 +66,7 @@ async function startSidecarProcess(dir: string, args: string[]): Promise<Sidecar
       'off',
       ...args,
     ],
-    { logFile, cwd: ROOT, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } },
+    { logFile, cwd: ROOT, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env } },
   );
   const logs = (): LogLine[] =>
     readFileSync(logFile, 'utf8')
@@ -268,7 +273,12 @@ describe('policy from the Kubernetes API (real kube-apiserver)', { skip: skipUnl
       );
       gate.open();
       await eventually(async () => (await readyz()).status === 200, 10_000, 'readiness after the first sync');
-      assert.equal(logsMatching(/^policy synced from the Kubernetes API$/).length, 1);
+      // Log lines go out through an asynchronous buffer: the file may trail readiness a little.
+      await eventually(
+        () => logsMatching(/^policy synced from the Kubernetes API$/).length === 1,
+        5_000,
+        'the sync log line',
+      );
     },
   );
 
@@ -327,7 +337,11 @@ describe('policy from the Kubernetes API (real kube-apiserver)', { skip: skipUnl
       const mine = page.detail.configMaps.find((c) => c.name === 'tether-policy');
       assert.equal(mine?.state, 'rejected');
       assert.match(mine?.error?.join() ?? '', /"fast" is not a duration/);
-      assert.equal(logsMatching(/^policy rejected; the previous policy stays in force$/).length, 1);
+      await eventually(
+        () => logsMatching(/^policy rejected; the previous policy stays in force$/).length === 1,
+        5_000,
+        'the log line',
+      );
       const metrics = await (await fetch(`http://127.0.0.1:${sidecar.adminPort}/metrics`)).text();
       assert.match(
         metrics,
@@ -407,7 +421,11 @@ describe('policy from the Kubernetes API (real kube-apiserver)', { skip: skipUnl
       assert.equal((await readyz()).status, 200);
       // The restarted API server's watch cache starts at the current revision: the sidecar's
       // resourceVersion is older than its history, the watch says 410 Gone, the sidecar relists.
-      assert.ok(logsMatching(/410 Gone\); relisting$/).length > relistsBefore, 'relisted after 410 Gone');
+      await eventually(
+        () => logsMatching(/410 Gone\); relisting$/).length > relistsBefore,
+        5_000,
+        'a relist after 410 Gone',
+      );
       assert.equal(sidecar.proc.isRunning(), true);
     },
   );
@@ -565,6 +583,51 @@ describe('policy from the Kubernetes API (real kube-apiserver)', { skip: skipUnl
       assert.equal(can(['get', 'secrets'], NS), 'no');
       assert.equal(can(['create', 'pods'], NS), 'no');
       assert.equal(can(['get', 'configmaps/tether-mesh-policy'], 'kube-system'), 'no');
+    },
+  );
+
+  test(
+    'in a pod: a mounted service-account token makes kubernetes the source, with the namespace and API server the kubelet provides',
+    { timeout: 60_000 },
+    async () => {
+      // What the kubelet mounts and sets; no policy flags at all.
+      const sa = join(dir, 'serviceaccount');
+      mkdirSync(sa);
+      writeFileSync(join(sa, 'token'), saToken);
+      copyFileSync(cluster.caCertPath, join(sa, 'ca.crt'));
+      writeFileSync(join(sa, 'namespace'), NS);
+      const pod = await startSidecarProcess(
+        dir,
+        [],
+        {
+          TETHER_SERVICE_ACCOUNT_DIR: sa,
+          KUBERNETES_SERVICE_HOST: '127.0.0.1',
+          KUBERNETES_SERVICE_PORT: String(cluster.apiServerPort),
+        },
+        'in-pod-sidecar.log',
+      );
+      try {
+        const chosen = pod.logs().find((l) => l.msg === 'policy source chosen');
+        assert.equal(chosen?.['policySource'], 'kubernetes');
+        assert.match(String(chosen?.['why']), /service-account token is mounted/);
+        await eventually(
+          async () => (await fetch(`http://127.0.0.1:${pod.adminPort}/readyz`)).ok,
+          15_000,
+          'readiness',
+        );
+        const page = (await (await fetch(`http://127.0.0.1:${pod.adminPort}/debug/policy`)).json()) as {
+          source: string;
+        };
+        assert.match(
+          page.source,
+          /configmap tether-system\/tether-mesh-policy@\d+ \+ configmap shop\/tether-policy@\d+/,
+        );
+        const r = await viaProxy(pod.egressPort, `http://${upstream.authority}/slow-headers/3000`);
+        assert.equal(r.headers['x-tether-error'], 'response_timeout');
+        assert.ok(r.ms < 1500, `the namespace policy's 300ms (${Math.round(r.ms)}ms)`);
+      } finally {
+        await pod.stop();
+      }
     },
   );
 

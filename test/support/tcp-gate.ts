@@ -15,7 +15,7 @@ export interface TcpGate {
    * after a NAT or conntrack reset: only a client that notices the silence recovers.
    */
   open(): void;
-  /** Reset every connection, and reset new ones as they arrive: the server is unreachable. */
+  /** Close every connection, and close new ones as they arrive: the server is unreachable. */
   refuse(): void;
   /** Stop moving bytes on every connection, old and new, without closing any: a silent partition. */
   blackhole(): void;
@@ -33,7 +33,7 @@ export async function startTcpGate(target: { host: string; port: number }): Prom
   let mode: GateMode = 'open';
 
   const drop = (p: Pair): void => {
-    p.client.resetAndDestroy();
+    p.client.destroy();
     p.upstream?.destroy();
     pairs.delete(p);
   };
