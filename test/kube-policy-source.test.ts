@@ -248,6 +248,31 @@ describe('Kubernetes policy source', () => {
     await eventually(() => ms(store, 'payments') === 250, 3000, 'the ConfigMaps once the API is back');
   });
 
+  test('grace period over with one ConfigMap unreadable (403): the readable one applies; the other joins when readable', async () => {
+    let forbidden = true;
+    api.onList = (req, res) => {
+      if (!forbidden || !(req.url ?? '').includes('/namespaces/tether-system/')) return false;
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(statusJson(403, 'Forbidden', 'configmaps "tether-mesh-policy" is forbidden')));
+      return true;
+    };
+    mesh(policy('mesh', '3s', MESH_ONLY));
+    ns({ 'policy.yaml': policy('shop', '250ms') });
+    const s = start(400);
+    await eventually(() => store.pending === null, 3000, 'the grace to expire');
+    await eventually(() => ms(store, 'payments') === 250, 2000, 'the namespace policy, read in time');
+    assert.equal(ms(store, 'audit'), undefined);
+    assert.equal(s.isSynced, false);
+    assert.match(
+      store.status().source,
+      /configmap shop\/tether-policy@\d+ \(not read yet: tether-system\/tether-mesh-policy\)/,
+    );
+    forbidden = false;
+    await eventually(() => ms(store, 'audit') === 7000, 3000, 'the mesh policy once readable');
+    assert.equal(s.isSynced, true);
+    assert.equal(ms(store, 'payments'), 250, 'the namespace policy still wins');
+  });
+
   test('Events are aggregated across sidecars by name, count bumped atomically, and rate-limited per sidecar', async () => {
     const conn = connectKube({ kind: 'kubeconfig', path: api.kubeconfigPath });
     const rec = new EventRecorder(conn.api, {

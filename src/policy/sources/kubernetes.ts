@@ -61,6 +61,8 @@ export class KubernetesPolicySource {
   /** Lowest precedence first: the order resolvePolicy() merges in. */
   private readonly docs: [Doc, Doc];
   private synced = false;
+  /** The grace period ran out before both ConfigMaps were read: apply what has been read so far. */
+  private graceExpired = false;
   private grace: Timer | undefined;
 
   constructor(
@@ -122,11 +124,18 @@ export class KubernetesPolicySource {
     this.store.setDetail(() => this.detail());
     this.grace = this.opts.clock.setTimeout(() => {
       if (this.synced) return;
+      this.graceExpired = true;
       this.store.setPending(null);
       this.log.warn(
-        { graceMs: this.opts.graceMs, configMaps: this.refs, watches: this.docs.map((d) => d.watch.state()) },
-        'no sync from the Kubernetes API within the grace period: ready on the fallback policy; the ConfigMaps apply as soon as they are read',
+        {
+          graceMs: this.opts.graceMs,
+          unread: this.docs.filter((d) => !d.seen).map((d) => `${d.namespace}/${d.name}`),
+          watches: this.docs.map((d) => d.watch.state()),
+        },
+        'no complete sync from the Kubernetes API within the grace period: ready on what was read (or the embedded default); the rest applies as soon as it is read',
       );
+      // One ConfigMap may be readable and the other not (RBAC missing in the mesh namespace): use the one we have.
+      if (this.docs.some((d) => d.seen)) this.recompute(undefined);
     }, this.opts.graceMs);
     for (const d of this.docs) d.watch.start();
   }
@@ -174,6 +183,7 @@ export class KubernetesPolicySource {
 
   /** Called by a watcher after every list and watch event: the ConfigMap as it is now, or undefined when absent. */
   private observe(d: Doc, obj: ConfigMapObject | undefined): void {
+    const firstRead = !d.seen;
     const text = obj ? policyTextOf(obj.data, obj.name) : undefined;
     const contentHash = text ? hash('text' in text ? text.text : `error:${text.error}`) : null;
     const sameContent = d.seen && contentHash === d.contentHash && obj?.uid === d.object?.uid;
@@ -222,10 +232,9 @@ export class KubernetesPolicySource {
       this.log.warn({ source: this.label(d) }, formatProblem(w, `${d.namespace}/${d.name}`));
     d.good = { spec: loaded.spec, resourceVersion: obj.resourceVersion, contentHash: contentHash ?? '' };
     d.failure = null;
-    const wasSynced = this.synced;
     this.recompute(d);
-    // A pod starting up is not news; an edit every pod applies is (and lands on one aggregated Event).
-    if (!wasSynced) return;
+    // A pod reading its policy at start-up is not news; an edit every pod applies is (one aggregated Event).
+    if (firstRead) return;
     const n = loaded.spec.destinations.length;
     const warned = loaded.warnings.length
       ? `, with warnings: ${loaded.warnings.map((w) => `${w.path}: ${w.message}`).join('; ')}`
@@ -241,15 +250,19 @@ export class KubernetesPolicySource {
 
   /** Builds the effective policy from each ConfigMap's last good spec and swaps it in; waits until both have been read once. */
   private recompute(changed: Doc | undefined): void {
-    if (!this.docs.every((d) => d.seen)) return;
+    const allRead = this.docs.every((d) => d.seen);
+    if (!allRead && !this.graceExpired) return;
     const present = this.docs.filter((d) => d.good);
     const policy = present.length ? resolvePolicy(present.map((d) => d.good!.spec)) : this.opts.fallback;
-    const label = present.length
-      ? present.map((d) => `configmap ${d.namespace}/${d.name}@${d.good!.resourceVersion}`).join(' + ')
-      : `${this.opts.fallback.names.join('+')} (no policy ConfigMap in force)`;
+    const unread = this.docs.filter((d) => !d.seen).map((d) => `${d.namespace}/${d.name}`);
+    const label =
+      (present.length
+        ? present.map((d) => `configmap ${d.namespace}/${d.name}@${d.good!.resourceVersion}`).join(' + ')
+        : `${this.opts.fallback.names.join('+')} (no policy ConfigMap in force)`) +
+      (unread.length ? ` (not read yet: ${unread.join(', ')})` : '');
     const failures = this.docs.map((d) => d.failure).filter((f): f is ReloadFailure => f !== null);
     const stillFailing = failures.sort((a, b) => b.at.getTime() - a.at.getTime())[0];
-    const first = !this.synced;
+    const first = allRead && !this.synced;
     if (first) {
       this.synced = true;
       this.grace?.cancel();
