@@ -324,6 +324,38 @@ function compareSection(res: BenchResult, before: BenchResult, path: string): st
   ].join('\n');
 }
 
+/** One row per proxy at 1,000 rps and at saturation: the table README carries. */
+export function summaryTable(res: BenchResult, direct: ArmResult): string {
+  const s = res.settings;
+  const proxies = res.arms.filter((a) => a.id !== 'direct' && a.runs.length > 0);
+  return [
+    '## Summary (medians; latency added over direct at 1,000 rps, 16-byte body)',
+    '',
+    table(
+      [
+        'arm',
+        'added p50',
+        'added p99',
+        'vCPU at 1,000 rps',
+        'max rps',
+        'requests per CPU-second',
+        'RSS idle',
+        'RSS peak',
+      ],
+      proxies.map((a) => [
+        a.label,
+        `${ms(added(a, direct, 1000, '/small', 'p50').median)} ms`,
+        `${ms(added(a, direct, 1000, '/small', 'p99').median)} ms`,
+        f3(cpuPer1000(a, 1000).median),
+        int(maxThroughput(a, s.concurrencies).rps),
+        int(capacity(a, s.concurrencies)),
+        `${f1(spread(a.runs.map((r) => r.idleRssMiB)).median)} MiB`,
+        `${f1(spread(a.runs.map((r) => Math.max(r.peakRssMiB, r.hwmMiB))).median)} MiB`,
+      ]),
+    ),
+  ].join('\n');
+}
+
 export function renderMarkdown(res: BenchResult, before?: BenchResult, beforePath?: string): string {
   const s = res.settings;
   const direct = res.arms.find((a) => a.id === 'direct');
@@ -361,6 +393,8 @@ export function renderMarkdown(res: BenchResult, before?: BenchResult, beforePat
       ),
     );
   }
+
+  if (direct && s.rates.includes(1000)) out.push(summaryTable(res, direct));
 
   if (direct) {
     const rows: string[][] = [];
@@ -518,7 +552,8 @@ export function methodology(res: BenchResult): string {
   responses do, on keep-alive connections (up to 1,000 in flight), and counts latency from the
   intended send time to the last response byte — no coordinated omission. ${s.warmupSeconds}s of
   unrecorded warm-up at the same rate, then ${s.openSeconds}s measured at each of ${s.rates.join(', ')} rps;
-  every proxy is first warmed by 2s of closed-loop traffic. Percentiles are exact over all
+  every proxy is first warmed by 6s of closed-loop traffic (a fresh sidecar stalls once for
+  100–200 ms while V8 optimises its hot path, after ~13k requests). Percentiles are exact over all
   measured requests of a run (sorted), then the median over runs; "added" pairs each arm's run
   with the direct run of the same round.
 - **What the generator cannot measure**: it is a Node process sharing its core with the upstream,
