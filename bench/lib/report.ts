@@ -285,7 +285,9 @@ export function featureCosts(
 function summaryOf(
   res: BenchResult,
   id: string,
-): { p50: number; p99: number; cpu: number; max: number; idle: number; load: number } | undefined {
+):
+  | { p50: number; p99: number; cpu: number; sat: number; max: number; idle: number; load: number }
+  | undefined {
   const arm = res.arms.find((a) => a.id === id && a.runs.length > 0);
   const direct = res.arms.find((a) => a.id === 'direct');
   if (!arm || !direct) return undefined;
@@ -293,6 +295,7 @@ function summaryOf(
     p50: added(arm, direct, 1000, '/small', 'p50').median,
     p99: added(arm, direct, 1000, '/small', 'p99').median,
     cpu: cpuPer1000(arm, 1000).median * 1000, // µs per request
+    sat: 1e6 / capacity(arm, res.settings.concurrencies), // µs per request at saturation
     max: maxThroughput(arm, res.settings.concurrencies).rps,
     idle: spread(arm.runs.map((r) => r.idleRssMiB)).median,
     load: spread(arm.runs.map((r) => Math.max(r.peakRssMiB, r.hwmMiB))).median,
@@ -311,6 +314,7 @@ function compareSection(res: BenchResult, before: BenchResult, path: string): st
       [id, 'added p50 at 1,000 rps (ms)', ms(b.p50), ms(a.p50), pct(b.p50, a.p50)],
       [id, 'added p99 at 1,000 rps (ms)', ms(b.p99), ms(a.p99), pct(b.p99, a.p99)],
       [id, 'CPU µs per request at 1,000 rps', f1(b.cpu), f1(a.cpu), pct(b.cpu, a.cpu)],
+      [id, 'CPU µs per request at saturation', f1(b.sat), f1(a.sat), pct(b.sat, a.sat)],
       [id, 'max throughput (rps)', int(b.max), int(a.max), pct(b.max, a.max)],
       [id, 'RSS idle / peak (MiB)', `${f1(b.idle)} / ${f1(b.load)}`, `${f1(a.idle)} / ${f1(a.load)}`, ''],
     );
