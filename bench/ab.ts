@@ -18,9 +18,7 @@ import {
   pinned,
   track,
   cpuSecondsAll,
-  freePort,
-  spawnPinned,
-  waitForPort,
+  startUpstreamProcess,
   type Pinning,
 } from './lib/proc.ts';
 import { median, spread } from './lib/stats.ts';
@@ -80,19 +78,15 @@ async function main(): Promise<void> {
   const caps = tetherCapabilities();
   const pin = choosePinning(cpus().length, false, -10);
   const dir = mkdtempSync(join(tmpdir(), 'tether-ab-'));
-  const upstreamPort = await freePort();
-  const upstream = spawnPinned(
+  const { proc: upstream, port: upstreamPort } = await startUpstreamProcess(
     pin,
-    pin.loadCore,
-    process.execPath,
-    [join(ROOT, 'bench/upstream.ts'), String(upstreamPort)],
+    join(ROOT, 'bench/upstream.ts'),
     join(dir, 'up.log'),
   );
   const collector = await startCollector();
   const seconds = Number(values.seconds);
   const results: Record<'A' | 'B', Sample[]> = { A: [], B: [] };
   try {
-    await waitForPort(upstreamPort, 5000, 'upstream', upstream.alive);
     for (let round = 0; round < Number(values.rounds); round++) {
       const order: ('A' | 'B')[] = round % 2 === 0 ? ['A', 'B'] : ['B', 'A'];
       for (const side of order) {

@@ -12,7 +12,7 @@ import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startCollector } from './lib/collector.ts';
-import { choosePinning, cpuSecondsAll, freePort, spawnPinned, waitForPort } from './lib/proc.ts';
+import { choosePinning, cpuSecondsAll, startUpstreamProcess } from './lib/proc.ts';
 import { BARE, PRODUCTION, startTether, tetherCapabilities, unsupported } from './lib/tether.ts';
 import { findWrk, runWrk } from './lib/wrk.ts';
 
@@ -133,17 +133,13 @@ async function main(): Promise<void> {
   const pin = choosePinning(cpus().length, false, -10);
   const dir = mkdtempSync(join(tmpdir(), 'tether-profile-'));
   const profDir = join(dir, 'prof');
-  const upstreamPort = await freePort();
-  const upstream = spawnPinned(
+  const { proc: upstream, port: upstreamPort } = await startUpstreamProcess(
     pin,
-    pin.loadCore,
-    process.execPath,
-    [join(ROOT, 'bench/upstream.ts'), String(upstreamPort)],
+    join(ROOT, 'bench/upstream.ts'),
     join(dir, 'upstream.log'),
   );
   const collector = await startCollector();
   try {
-    await waitForPort(upstreamPort, 5000, 'bench upstream', upstream.alive);
     const t = await startTether(
       f,
       caps,

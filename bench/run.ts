@@ -17,10 +17,8 @@ import {
   freePort,
   memory,
   rssAll,
-  spawnPinned,
-  waitForPort,
+  startUpstreamProcess,
   type Pinning,
-  type Spawned,
 } from './lib/proc.ts';
 import {
   renderMarkdown,
@@ -209,6 +207,8 @@ function armDefs(ctx: Ctx, nginx: NginxLookup): { defs: ArmDef[]; missing: Recor
   return { defs, missing };
 }
 
+/** JSON turns NaN (no successful request) into null. */
+const msOf = (x: number | null): string => (typeof x === 'number' ? x.toFixed(3) : '–');
 const perReq = (r: LoadResult | Closed): string =>
   r.cpuSeconds > 0 ? `, ${((r.cpuSeconds / Math.max(1, r.ok)) * 1e6).toFixed(0)} µs CPU/req` : '';
 const failedNote = (r: LoadResult | Closed): string =>
@@ -264,7 +264,7 @@ async function measureArm(ctx: Ctx, def: ArmDef): Promise<ArmRun> {
       if (spec === warm) return;
       const what = r.mode === 'open' ? `open ${spec.rate} rps` : `closed c=${spec.concurrency}`;
       const lat = r.latencyMs
-        ? `: p50 ${r.latencyMs.p50.toFixed(3)} ms, p99 ${r.latencyMs.p99.toFixed(3)} ms`
+        ? `: p50 ${msOf(r.latencyMs.p50)} ms, p99 ${msOf(r.latencyMs.p99)} ms`
         : `: ${r.rps.toFixed(0)} rps`;
       log(
         `  ${def.id} ${what} ${spec.path.replace(/^http:\/\/[^/]+/, '')}${lat}${perReq(r)}${failedNote(r)}`,
@@ -420,12 +420,9 @@ async function main(): Promise<void> {
   log(`${pin.note}; closed loop with ${wrk ? 'wrk' : 'the Node generator'}`);
 
   const dir = mkdtempSync(join(tmpdir(), 'tether-bench-'));
-  const upstreamPort = await freePort();
-  const upstream: Spawned = spawnPinned(
+  const { proc: upstream, port: upstreamPort } = await startUpstreamProcess(
     pin,
-    pin.loadCore,
-    process.execPath,
-    [UPSTREAM, String(upstreamPort)],
+    UPSTREAM,
     join(dir, 'upstream.log'),
   );
   const collector = await startCollector();
@@ -443,7 +440,6 @@ async function main(): Promise<void> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    await waitForPort(upstreamPort, 5000, 'bench upstream', upstream.alive);
     const ctx: Ctx = {
       opts,
       pin,

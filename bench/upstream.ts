@@ -5,7 +5,7 @@
 // else is answered 400 and the connection closed, so a mistake in an arm shows up as errors, not
 // as silently wrong numbers.
 
-import { createServer, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 
 export const BODIES: Readonly<Record<string, number>> = { '/small': 16, '/1k': 1024 };
 
@@ -53,11 +53,15 @@ function serve(socket: Socket): void {
   socket.on('error', () => undefined);
 }
 
-const port = Number(process.argv[2]);
-if (!Number.isInteger(port) || port < 1) {
-  process.stderr.write('usage: node bench/upstream.ts PORT\n');
+// Port 0 by default: the kernel picks a free port and this process names it on stdout, so no
+// other process can take it between a bench's choice and the bind.
+const port = Number(process.argv[2] ?? 0);
+if (!Number.isInteger(port) || port < 0) {
+  process.stderr.write('usage: node bench/upstream.ts [PORT]\n');
   process.exit(64);
 }
 const server = createServer({ noDelay: true }, serve);
-server.listen(port, '127.0.0.1');
+server.listen(port, '127.0.0.1', () => {
+  process.stdout.write(`listening ${(server.address() as AddressInfo).port}\n`);
+});
 process.once('SIGTERM', () => process.exit(0));

@@ -262,3 +262,21 @@ export function spawnPinned(
     },
   };
 }
+
+/** Starts bench/upstream.ts on the load core and waits for the port it names. */
+export async function startUpstreamProcess(
+  pin: Pinning,
+  script: string,
+  logFile: string,
+): Promise<{ proc: Spawned; port: number }> {
+  const proc = spawnPinned(pin, pin.loadCore, process.execPath, [script, '0'], logFile);
+  const end = performance.now() + 10_000;
+  while (performance.now() < end) {
+    const m = /^listening (\d+)$/m.exec(tailOf(logFile));
+    if (m) return { proc, port: Number(m[1]) };
+    if (!proc.alive()) break;
+    await delay(25);
+  }
+  await proc.stop();
+  throw new Error(`the bench upstream did not start: ${tailOf(logFile)}`);
+}
