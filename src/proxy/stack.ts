@@ -17,7 +17,7 @@ import { readReplayableBody } from './stages/body.ts';
 import { decide, type RequestPlan } from './stages/decide.ts';
 import { deliver } from './stages/deliver.ts';
 import { prepareRequestHeaders } from './stages/headers.ts';
-import { identify, type Destination } from './stages/identify.ts';
+import { identify, tunnelTarget, type Destination } from './stages/identify.ts';
 import { retryLoop } from './stages/retry.ts';
 import type { Forwarder, UpstreamResponse } from './upstream/forward.ts';
 import { openTunnel } from './upstream/tunnel.ts';
@@ -215,7 +215,7 @@ export async function serveOpaqueTunnel(
   client.on('error', () => undefined); // reported through 'close'; an unhandled error would crash the process
   let rt: DestinationRuntime | undefined;
   try {
-    const destination: Destination = { ...parseTunnelTarget(authority), path: '', via: 'connect-tunnel' };
+    const destination: Destination = { ...tunnelTarget(authority), path: '', via: 'connect-tunnel' };
     assertNotSelf(destination, deps);
     const plan = decide(destination, 'CONNECT', {}, deps.policy.current());
     record.plan = plan;
@@ -251,15 +251,6 @@ export async function serveOpaqueTunnel(
     record.endedAt = clock.now();
     observer.requestEnded(record);
   }
-}
-
-function parseTunnelTarget(authority: string): { host: string; port: number; authority: string } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(authority);
-  const port = Number(m?.[3]);
-  const host = (m?.[1] ?? m?.[2] ?? '').toLowerCase();
-  if (!m || !host || port < 1 || port > 65535)
-    throw new TetherError('bad_request', `CONNECT target "${authority}" is not host:port`);
-  return { host, port, authority: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}` };
 }
 
 /** Pipes bytes both ways until either side ends; the idle timeout is the only bound on a healthy tunnel. */
@@ -305,10 +296,7 @@ function splice(
       else resolve();
     };
     upstream.on('error', (err) => {
-      if (!failed)
-        failed = asTetherError(
-          err instanceof TetherError ? err : classifyReset(err, plan.destination.authority),
-        );
+      failed ??= err instanceof TetherError ? err : classifyReset(err, plan.destination.authority);
     });
     client.on('error', () => undefined);
     upstream.on('close', onClose);

@@ -64,8 +64,7 @@ function bad(message: string): TetherError {
 export function identify(req: IncomingMessage, tunnel: string | undefined): Destination {
   const url = req.url ?? '';
   if (tunnel !== undefined) {
-    const a = parseAuthority(tunnel, 80);
-    if (!a) throw bad(`CONNECT authority "${tunnel}" is not host:port`);
+    const a = tunnelTarget(tunnel);
     const path = url.startsWith('/') || url === '*' ? url : pathOf(url);
     return make(a, path, 'connect-tunnel');
   }
@@ -107,7 +106,9 @@ function hostOf(absolute: string): string {
   return absolute.replace(/^https?:\/\//i, '').split(/[/?:]/)[0] ?? '';
 }
 
-export function parseConnectAuthority(authority: string): { host: string; port: number } | undefined {
-  const a = parseAuthority(authority, 443);
-  return a && { host: a.host, port: a.port };
+/** The target of a CONNECT: authority-form, so the port is required (RFC 9110 §9.3.6). */
+export function tunnelTarget(authority: string): Authority {
+  const a = /:\d+$/.test(authority) ? parseAuthority(authority, 0) : undefined;
+  if (!a || a.port < 1 || a.port > 65535) throw bad(`CONNECT target "${authority}" is not host:port`);
+  return a;
 }
